@@ -1,0 +1,114 @@
+"""Command line: parse arguments, call one function per command, map outcomes to exit codes.
+
+Exit codes: 0 success (completed or early-stopped), 2 user error (one line, no traceback unless
+--debug), 3 the run diverged, 130 interrupted with Ctrl-C, 1 a bug (traceback shown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from cnnlab.errors import CnnlabError
+
+EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML config file; repeat to layer several (later files win)",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override any key, e.g. optim.lr=0.01 model.name=mlp recipe=default",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the full traceback of errors",
+    )
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        parents=[debug],
+        description="Train, track and compare image classifiers on small datasets.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", parents=[debug], help="train a model; writes a run dir")
+    _config_args(train)
+    train.set_defaults(func=cmd_train)
+
+    config = commands.add_parser("config", help="show resolved configs and recipes")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_commands.add_parser(
+        "show", parents=[debug], help="print the resolved config as YAML"
+    )
+    _config_args(show)
+    show.set_defaults(func=cmd_config_show)
+    recipes = config_commands.add_parser("recipes", parents=[debug], help="list shipped recipes")
+    recipes.set_defaults(func=cmd_config_recipes)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cnnlab.config import load_config
+
+    config = load_config(args.config, args.overrides)  # before importing torch: errors come fast
+    from cnnlab.train.experiment import train
+
+    result = train(config)
+    if result.status == "diverged":
+        return EXIT_DIVERGED
+    if result.status == "interrupted":
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from cnnlab.config import dump_yaml, load_config
+
+    print(dump_yaml(load_config(args.config, args.overrides)), end="")
+    return 0
+
+
+def cmd_config_recipes(args: argparse.Namespace) -> int:
+    from cnnlab.config import recipe_names
+
+    print("\n".join(recipe_names()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    try:
+        return args.func(args)
+    except CnnlabError as e:
+        if debug:
+            raise
+        print(f"cnnlab: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("cnnlab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""recipe <- YAML file(s) <- `a.b=value` overrides  ->  validated, frozen Config.
+
+Each merged value remembers where it came from, so an error can say "(from my.yaml)".
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from cnnlab.config.schema import Config, valid_keys
+from cnnlab.errors import ConfigError
+from cnnlab.registry import did_you_mean
+
+DEFAULT_RECIPE = "default"
+
+
+def recipe_names() -> list[str]:
+    folder = resources.files("cnnlab.config") / "recipes"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_recipe(name: str) -> dict[str, Any]:
+    if not isinstance(name, str) or name not in recipe_names():
+        names = recipe_names()
+        raise ConfigError(
+            f"recipe: unknown recipe {name!r}{did_you_mean(str(name), names)}"
+            f" (valid: {', '.join(names)})"
+        )
+    text = (resources.files("cnnlab.config") / "recipes" / f"{name}.yaml").read_text()
+    return _parse_mapping(text, f"recipe {name}")
+
+
+def _parse_mapping(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{source}{where}: not valid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def read_yaml_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read config file ({e})") from None
+    return _parse_mapping(text, str(p))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'optim.lr=0.05' -> (['optim', 'lr'], 0.05); the value is a YAML scalar or list."""
+    key, sep, raw = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(part.isidentifier() for part in parts):
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. optim.lr=0.01")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: value {raw!r} is not valid YAML") from None
+    return parts, value
+
+
+def _merge(base: dict, update: dict, origin: dict, source: str, prefix: str = "") -> None:
+    """Deep-merge `update` into `base` in place; lists and scalars replace, mappings merge."""
+    for key, value in update.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value, origin, source, f"{dotted}.")
+        else:
+            base[key] = copy.deepcopy(value)
+            origin[dotted] = source
+
+
+def _nest(parts: list[str], value: Any) -> dict[str, Any]:
+    for part in reversed(parts):
+        value = {part: value}
+    return value
+
+
+def load_config(
+    files: Sequence[str | Path] = (),
+    overrides: Iterable[str] = (),
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """Resolve a config the way the CLI does. `base` is an already-read mapping (e.g. a run's
+    config.yaml loaded by a script) applied between the recipe and the files."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if base is not None:
+        layers.append(("base config", base))
+    layers += [(str(f), read_yaml_file(f)) for f in files]
+    for text in overrides:
+        parts, value = parse_override(text)
+        layers.append((f"override {text}", _nest(parts, value)))
+
+    recipe = DEFAULT_RECIPE
+    for _, layer in layers:
+        recipe = layer.get("recipe", recipe)
+
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    _merge(merged, _read_recipe(recipe), origin, f"recipe {recipe}")
+    for source, layer in layers:
+        _merge(merged, layer, origin, source)
+    return validate(merged, origin)
+
+
+def validate(data: dict[str, Any], origin: dict[str, str] | None = None) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, origin or {})) from None
+
+
+def _describe(error: ValidationError, origin: dict[str, str]) -> str:
+    """The first problem as one line: key, value, what was expected, where it came from."""
+    problems = error.errors()
+    first = problems[0]
+    key = ".".join(str(p) for p in first["loc"])
+    # Union members add their type name to loc (val_split.float); keep the user's key.
+    key = ".".join(p for p in key.split(".") if p not in ("int", "float", "str", "bool"))
+    source = next(
+        (origin[k] for k in _prefixes(key) if k in origin),
+        None,
+    )
+    where = f" (from {source})" if source else ""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    if first["type"] == "extra_forbidden":
+        hint = did_you_mean(key, valid_keys())
+        return f"unknown key {key}{hint}{where}{more}"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{key} = {first['input']!r}: {message}{where}{more}"
+
+
+def _prefixes(key: str) -> list[str]:
+    parts = key.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
+
+
+def dump_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

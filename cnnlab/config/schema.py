@@ -1,0 +1,132 @@
+"""The validated, frozen config. Every default in cnnlab is declared here, once.
+
+Names of sections and keys are part of the user interface (`optim.lr=0.01` on the command line).
+Which *names* are valid for `data.name`, `model.name`, `optim.name`, `schedule.name` and augment
+ops is decided by the registries when the config is built into objects, because config/ sits
+below them and cannot import them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(Section):
+    name: str = "digits"
+    root: str | None = None  # where the source looks for files; None: its own default places
+    # A fraction in (0, 1) or a count of images, drawn stratified per class with split_seed.
+    val_split: float | int = 0.2
+    split_seed: int = 0  # separate from train.seed so seed sweeps see the same split
+    image_size: int | None = Field(default=None, gt=0)  # square resize; None keeps the source's
+    channels: Literal[1, 3] | None = None  # gray<->RGB conversion; None keeps the source's
+    # "train": per-channel mean/std of the training split; "none": only scale to [0, 1].
+    normalize: Literal["train", "none"] = "train"
+
+    @field_validator("val_split")
+    @classmethod
+    def _val_split_range(cls, v: float | int) -> float | int:
+        if isinstance(v, bool):
+            raise ValueError("expected a fraction in (0, 1) or a count >= 1")
+        if isinstance(v, float) and not 0.0 < v < 1.0:
+            raise ValueError("a fraction must lie in (0, 1); give an integer for a count")
+        if isinstance(v, int) and v < 1:
+            raise ValueError("a count must be >= 1")
+        return v
+
+
+class AugmentConfig(Section):
+    # Ops applied to each training batch, in order: [{op: crop, padding: 1}, {op: flip, p: 0.5}].
+    train: list[dict[str, Any]] = []
+
+
+class ModelConfig(Section):
+    name: str = "cnn"
+    width: int = Field(default=32, gt=0)  # channels of the first stage; later stages multiply it
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # before the classifier
+    activation: Literal["relu", "leaky_relu", "gelu", "silu"] = "relu"
+    init: Literal["default", "kaiming_normal", "kaiming_uniform", "xavier"] = "default"
+
+
+class OptimConfig(Section):
+    name: str = "adam"
+    lr: float = Field(default=3e-3, gt=0.0)  # peak learning rate, reached after warm-up
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)  # sgd, rmsprop
+    nesterov: bool = False  # sgd
+    betas: tuple[float, float] = (0.9, 0.999)  # adam, adamw
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError("both betas must lie in [0, 1)")
+        return v
+
+
+class ScheduleConfig(Section):
+    name: str = "cosine"
+    warmup_epochs: float = Field(default=0.0, ge=0.0)  # linear ramp from 0 to optim.lr
+    min_lr: float = Field(default=0.0, ge=0.0)  # floor of decaying schedules
+
+
+class EarlyStoppingConfig(Section):
+    monitor: str = "val_acc"  # any per-epoch metric; also picks the best checkpoint
+    mode: Literal["max", "min"] = "max"
+    patience: int | None = Field(default=None, ge=1)  # epochs without improvement; None: off
+    min_delta: float = Field(default=0.0, ge=0.0)
+
+
+class TrainConfig(Section):
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    seed: int = 0
+    deterministic: bool = False  # bit-reproducible kernels (slower on GPU)
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    grad_clip: float | None = Field(default=None, gt=0.0)  # max global grad norm
+    channels_last: bool = False
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+
+
+class EvalConfig(Section):
+    batch_size: int = Field(default=1024, ge=1)
+
+
+class RunConfig(Section):
+    dir: str = "runs"
+    name: str | None = None  # None: "<data.name>-<model.name>"
+
+
+class Config(Section):
+    recipe: str = "default"
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    run: RunConfig = RunConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-able data; loading it back gives an equal Config."""
+        return self.model_dump(mode="json")
+
+
+def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    """Every dotted key a user may set: ['recipe', 'data', 'data.name', ...]."""
+    keys = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        keys.append(key)
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys.extend(valid_keys(sub, f"{key}."))
+    return keys

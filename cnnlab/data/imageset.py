@@ -1,0 +1,72 @@
+"""The contract every data source returns, and what the rest of cnnlab learns about a dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cnnlab.errors import DataError
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    images: torch.Tensor  # (N, C, H, W) uint8
+    labels: torch.Tensor  # (N,) int64, values in [0, len(classes))
+    classes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise DataError(
+                f"images must be a uint8 N×C×H×W tensor, got {self.images.dtype} "
+                f"{tuple(self.images.shape)}"
+            )
+        if self.labels.dtype != torch.int64 or self.labels.shape != (len(self.images),):
+            raise DataError(
+                f"labels must be int64 of shape ({len(self.images)},), got {self.labels.dtype} "
+                f"{tuple(self.labels.shape)}"
+            )
+        if len(self.labels) and not 0 <= int(self.labels.min()) <= int(self.labels.max()) < len(
+            self.classes
+        ):
+            raise DataError(
+                f"labels must lie in [0, {len(self.classes)}), got "
+                f"[{int(self.labels.min())}, {int(self.labels.max())}]"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> ImageSet:
+        return ImageSet(self.images[index], self.labels[index], self.classes)
+
+
+@dataclass(frozen=True)
+class SourceSplits:
+    """What a source reads: its training images and, when the format has them, its own val/test."""
+
+    train: ImageSet
+    val: ImageSet | None = None
+    test: ImageSet | None = None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    classes: tuple[str, ...]
+    channels: int
+    image_size: tuple[int, int]  # (H, W)
+    mean: tuple[float, ...]  # per channel, on the [0, 1] scale
+    std: tuple[float, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet | None
+    info: DatasetInfo

@@ -1,0 +1,96 @@
+"""The run directory: <run.dir>/<YYYYmmdd-HHMMSS>-<name>/ and the files written into it.
+
+It takes plain dicts and strings; it knows nothing of the trainer that calls it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from cnnlab.atomic import write_text_atomic
+from cnnlab.errors import ConfigError
+
+# TensorBoard tag of each per-epoch metric (the names users know from their own loops).
+TENSORBOARD_TAGS = {
+    "train_loss": "Loss/train",
+    "val_loss": "Loss/val",
+    "train_acc": "Accuracy/train",
+    "val_acc": "Accuracy/val",
+    "lr": "LR",
+}
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_") or "run"
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = path
+        self.checkpoints = path / "checkpoints"
+        self._csv_file = None
+        self._csv_writer: csv.DictWriter | None = None
+        self._tensorboard = None
+
+    @classmethod
+    def create(cls, root: str | Path, name: str) -> RunDir:
+        """A new, empty directory; never reuses one, so no earlier run is overwritten."""
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"run.dir = {str(root)!r}: exists and is not a directory")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"run.dir = {str(root)!r}: cannot create it ({e.strerror})") from None
+        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{_safe_name(name)}"
+        for attempt in range(1, 1000):
+            path = root / (stem if attempt == 1 else f"{stem}-{attempt}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            (path / "checkpoints").mkdir()
+            return cls(path)
+        raise ConfigError(f"run.dir = {str(root)!r}: too many runs named {stem}")
+
+    def write_text(self, name: str, text: str) -> None:
+        write_text_atomic(self.path / name, text)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        self.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
+
+    def log_epoch(self, metrics: dict[str, Any]) -> None:
+        """Append one epoch to metrics.jsonl, metrics.csv and TensorBoard."""
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if self._csv_writer is None:
+            self._csv_file = open(self.path / "metrics.csv", "a", newline="")
+            self._csv_writer = csv.DictWriter(self._csv_file, fieldnames=list(metrics))
+            if self._csv_file.tell() == 0:
+                self._csv_writer.writeheader()
+        self._csv_writer.writerow(metrics)
+        self._csv_file.flush()
+        writer = self._tensorboard_writer()
+        for key, tag in TENSORBOARD_TAGS.items():
+            if key in metrics:
+                writer.add_scalar(tag, metrics[key], global_step=metrics["epoch"])
+        writer.flush()
+
+    def _tensorboard_writer(self):
+        if self._tensorboard is None:
+            # Imported here: TensorBoard costs ~1 s to import and only training writes events.
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(log_dir=str(self.path / "tensorboard"))
+        return self._tensorboard
+
+    def close(self) -> None:
+        if self._csv_file is not None:
+            self._csv_file.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()

@@ -1,0 +1,91 @@
+"""The command line as a user runs it: exit codes, one-line errors, the last printed line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cnnlab.cli import main
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_train_prints_the_run_path_last_and_exits_zero(tmp_path):
+    proc = run_cli("train", "train.epochs=1", "model.width=8", f"run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("run: ")
+    run = Path(last.removeprefix("run: "))
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+
+def test_bad_key_is_one_line_exit_2_no_traceback(tmp_path):
+    proc = run_cli("train", "optim.lrr=0.1", f"run.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "cnnlab: error: unknown key optim.lrr — did you mean optim.lr? "
+        "(from override optim.lrr=0.1)"
+    )
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_debug_shows_the_traceback():
+    proc = run_cli("--debug", "config", "show", "optim.lr=-1")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "ConfigError" in proc.stderr
+
+
+def test_divergence_exits_3(tmp_path):
+    proc = run_cli(
+        "train",
+        "model.name=mlp",
+        "optim.name=sgd",
+        "optim.lr=1e12",
+        "model.width=8",
+        f"run.dir={tmp_path}",
+    )
+    assert proc.returncode == 3
+    assert proc.stdout.strip().splitlines()[-1].startswith("run: ")
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "-c", "missing.yaml"], "missing.yaml: config file not found"),
+        (["train", "model.name=resnt"], "model.name: unknown model 'resnt'"),
+        (["train", "train.epochs=many"], "train.epochs = 'many'"),
+        (["config", "show", "recipe=fastt"], "unknown recipe 'fastt'"),
+        (["train", "notakeyvalue"], "expected key=value"),
+    ],
+)
+def test_user_errors_exit_2_with_a_one_line_message(args, fragment, capsys, tmp_path):
+    assert main([*args, f"run.dir={tmp_path}"] if args[0] == "train" else args) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1
+
+
+def test_config_show_prints_the_resolved_yaml(tmp_path, capsys):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("optim: {name: sgd}\n")
+    assert main(["config", "show", "-c", str(extra), "optim.lr=0.05"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["optim"]["name"] == "sgd" and shown["optim"]["lr"] == 0.05
+    assert shown["model"]["name"] == "cnn"
+
+
+def test_config_recipes_lists_default(capsys):
+    assert main(["config", "recipes"]) == 0
+    assert "default" in capsys.readouterr().out.split()
+
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).parent / "cnnlab"
+    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "train" in proc.stdout
