@@ -37,8 +37,7 @@ class DeviceLoader:
         self.shuffle = shuffle
         self.transform = transform
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        # Scale and shift folded together: x_norm = x_uint8 * scale + shift (x/255 - mean) / std.
-        c = self.images.shape[1]
+        c = self.images.shape[1]  # mean/std are per channel on the [0, 1] scale
         self._mean = torch.tensor(mean, device=device).view(1, c, 1, 1)
         self._std = torch.tensor(std, device=device).view(1, c, 1, 1)
         # One generator drives both the order and the augmentations, so one state resumes both.

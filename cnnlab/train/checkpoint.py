@@ -39,13 +39,7 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint not found") from None
-    except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    return _read(path)[1]
 
 
 def save_state(state: dict[str, Any], path: Path) -> None:
@@ -55,17 +49,21 @@ def save_state(state: dict[str, Any], path: Path) -> None:
 
 
 def load_state(path: Path) -> dict[str, Any]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint not found") from None
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+    metadata, tensors = _read(path)
     if _SKELETON_KEY not in metadata:
         raise CheckpointError(f"{path}: not a cnnlab resume checkpoint (weights only?)")
     return _unflatten(json.loads(metadata[_SKELETON_KEY]), tensors)
+
+
+def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """(header metadata, tensors) of a safetensors file, or a CheckpointError naming it."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint not found") from None
+    except Exception as e:  # safetensors raises its own error types for torn or foreign files
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({e})") from None
 
 
 def _flatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:

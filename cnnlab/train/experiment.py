@@ -53,18 +53,18 @@ def build(config: Config, device: torch.device) -> Setup:
     model = models.build(config.model, info.num_classes, info.channels, info.image_size)
     memory_format = torch.channels_last if config.train.channels_last else torch.preserve_format
     model = model.to(device=device, memory_format=memory_format)
-    loader_args = dict(
-        device=device, mean=info.mean, std=info.std, channels_last=config.train.channels_last
-    )
     train_loader = data.DeviceLoader(
         bundle.train,
         batch_size=config.train.batch_size,
+        device=device,
+        mean=info.mean,
+        std=info.std,
         shuffle=True,
         seed=config.train.seed,
         transform=augment.build(config.augment, info.channels, info.image_size),
-        **loader_args,
+        channels_last=config.train.channels_last,
     )
-    val_loader = data.DeviceLoader(bundle.val, batch_size=config.eval.batch_size, **loader_args)
+    val_loader = eval_loader(bundle.val, config, info, device)
     optimizer = optim.build(model, config.optim)
     scheduler = schedule.build(
         optimizer, config.schedule, config.optim.lr, len(train_loader), config.train.epochs
@@ -187,17 +187,23 @@ def test_accuracy(config: Config, setup: Setup, run: RunDir) -> float | None:
     best = run.checkpoints / "best.safetensors"
     if test is None or not best.exists():
         return None
-    info, parts = setup.bundle.info, setup.parts
-    parts.model.load_state_dict(load_weights(best))
-    loader = data.DeviceLoader(
-        test,
+    setup.parts.model.load_state_dict(load_weights(best))
+    loader = eval_loader(test, config, setup.bundle.info, setup.device)
+    return evaluate(setup.parts.model, loader, config.train.precision)[1]
+
+
+def eval_loader(
+    images: data.ImageSet, config: Config, info: data.DatasetInfo, device: torch.device
+) -> data.DeviceLoader:
+    """In order, every image, no augmentation: for validation and test."""
+    return data.DeviceLoader(
+        images,
         batch_size=config.eval.batch_size,
-        device=setup.device,
+        device=device,
         mean=info.mean,
         std=info.std,
         channels_last=config.train.channels_last,
     )
-    return evaluate(parts.model, loader, config.train.precision)[1]
 
 
 def _version() -> str:
