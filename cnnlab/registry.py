@@ -37,14 +37,13 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
-        try:
+        if isinstance(name, str) and name in self._entries:
             return self._entries[name]
-        except KeyError:
-            names = self.names()
-            raise ConfigError(
-                f"{self.config_key}: unknown {self.kind} {name!r}{did_you_mean(name, names)}"
-                f" (valid: {', '.join(names)})"
-            ) from None
+        names = self.names()
+        hint = did_you_mean(name, names) if isinstance(name, str) else ""
+        raise ConfigError(
+            f"{self.config_key}: unknown {self.kind} {name!r}{hint} (valid: {', '.join(names)})"
+        )
 
     def names(self) -> list[str]:
         return sorted(self._entries)

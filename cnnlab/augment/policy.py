@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -48,11 +49,28 @@ def _bind(index: int, spec: dict[str, Any]):
         op = OPS.get(spec["op"])
     except ConfigError as e:
         raise ConfigError(f"{where}: {str(e).split(': ', 1)[1]}") from None
+    # Simple annotated parameters (bool/int/float/str) are type-checked here; the rest by the
+    # probe run in build_pipeline.
+    hints = typing.get_type_hints(op)
     allowed = [n for n in inspect.signature(op).parameters if n not in ("x", "gen")]
-    for name in params:
+    for name, value in params.items():
         if name not in allowed:
             raise ConfigError(
                 f"{where}.{name}: unknown parameter of {spec['op']}{did_you_mean(name, allowed)}"
                 f" (valid: {', '.join(allowed)})"
             )
+        expected = hints.get(name)
+        if expected in (bool, int, float, str) and not _fits(value, expected):
+            raise ConfigError(
+                f"{where}.{name} = {value!r}: expected {expected.__name__} for {spec['op']}"
+            )
     return functools.partial(op, **params)
+
+
+def _fits(value: Any, expected: type) -> bool:
+    """YAML gives bool, int, float, str: a bool is no number, an int may stand for a float."""
+    if expected is bool or isinstance(value, bool):
+        return type(value) is expected
+    if expected is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, expected)
