@@ -26,6 +26,17 @@ def epoch(n: int) -> dict:
     }
 
 
+def logged_run(tmp_path, *epochs: int) -> RunDir:
+    """A closed run directory after logging the given epochs."""
+    run = RunDir.create(tmp_path, "r")
+    try:
+        for n in epochs:
+            run.log_epoch(epoch(n))
+    finally:
+        run.close()
+    return run
+
+
 @pytest.fixture
 def frozen_clock(monkeypatch):
     """Every run created in the same second."""
@@ -99,23 +110,13 @@ def test_run_dir_under_a_file_is_a_config_error(tmp_path):
 
 
 def test_log_epoch_appends_one_json_line_per_epoch(tmp_path):
-    run = RunDir.create(tmp_path, "r")
-    try:
-        run.log_epoch(epoch(1))
-        run.log_epoch(epoch(2))
-    finally:
-        run.close()
+    run = logged_run(tmp_path, 1, 2)
     lines = (run.path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == [epoch(1), epoch(2)]
 
 
 def test_log_epoch_writes_a_csv_with_one_header(tmp_path):
-    run = RunDir.create(tmp_path, "r")
-    try:
-        for n in (1, 2, 3):
-            run.log_epoch(epoch(n))
-    finally:
-        run.close()
+    run = logged_run(tmp_path, 1, 2, 3)
     text = (run.path / "metrics.csv").read_text()
     assert text.count("epoch,step,lr") == 1
     rows = list(csv.DictReader(text.splitlines()))
@@ -152,12 +153,7 @@ def test_appending_to_an_existing_run_does_not_repeat_the_header(tmp_path):
 def test_log_epoch_writes_tensorboard_scalars_under_the_usual_tags(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run = RunDir.create(tmp_path, "r")
-    try:
-        run.log_epoch(epoch(1))
-        run.log_epoch(epoch(2))
-    finally:
-        run.close()
+    run = logged_run(tmp_path, 1, 2)
     acc = EventAccumulator(str(run.path / "tensorboard"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
