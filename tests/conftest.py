@@ -8,15 +8,16 @@ import pytest
 import torch
 
 from cnnlab.config import Config, load_config
+from cnnlab.config.schema import DataConfig
 from cnnlab.data.imageset import SourceSplits
 from cnnlab.data.registry import register_source
 from cnnlab.data.sources.digits import read_digits
 
 
 @register_source("digits-with-test")
-def _digits_with_test(root: str | None) -> SourceSplits:
+def _digits_with_test(cfg: DataConfig) -> SourceSplits:
     """digits with every 5th image held out as a test split, as CIFAR or MNIST ship one."""
-    full = read_digits(root).train
+    full = read_digits(cfg).train
     is_test = torch.arange(len(full)) % 5 == 0
     return SourceSplits(train=full.subset(~is_test), test=full.subset(is_test))
 

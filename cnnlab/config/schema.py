@@ -25,8 +25,16 @@ class DataConfig(Section):
     split_seed: int = 0  # separate from train.seed so seed sweeps see the same split
     image_size: int | None = Field(default=None, gt=0)  # square resize; None keeps the source's
     channels: Literal[1, 3] | None = None  # gray<->RGB conversion; None keeps the source's
-    # "train": per-channel mean/std of the training split; "none": only scale to [0, 1].
-    normalize: Literal["train", "none"] = "train"
+    # "train": per-channel mean/std of the training split (cached); "imagenet": the ImageNet
+    # preset (for pretrained nets); "none": only scale to [0, 1].
+    normalize: Literal["train", "imagenet", "none"] = "train"
+    label_set: Literal["fine", "coarse"] = "fine"  # cifar100's 100 fine or 20 coarse classes
+    on_bad_file: Literal["skip", "error"] = "skip"  # corrupt images: skip and list, or stop
+    # Sets larger than this (uint8 bytes, in MiB) stream through DataLoader workers instead of
+    # living on the training device.
+    max_resident_mb: int = Field(default=4096, ge=1)
+    num_workers: int = Field(default=4, ge=0)  # image-decoding threads and StreamLoader workers
+    cache_dir: str | None = None  # decoded-folder cache; None: $XDG_CACHE_HOME/cnnlab or ~/.cache
 
     @field_validator("val_split")
     @classmethod

@@ -17,7 +17,7 @@ __all__ = ["DataBundle", "DatasetInfo", "DeviceLoader", "ImageSet", "build"]
 def build(cfg: DataConfig) -> DataBundle:
     """Read the source, split off validation unless the source has its own, convert, measure."""
     read = SOURCES.get(cfg.name)
-    splits = read(cfg.root)
+    splits = read(cfg)
     if splits.val is not None:
         train, val = splits.train, splits.val
     else:

@@ -48,6 +48,9 @@ class SourceSplits:
     train: ImageSet
     val: ImageSet | None = None
     test: ImageSet | None = None
+    # Files that could not be decoded and were passed over (data.on_bad_file=skip), each
+    # "path: reason"; training reports them in log.txt and summary.json.
+    skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,3 +73,4 @@ class DataBundle:
     val: ImageSet
     test: ImageSet | None
     info: DatasetInfo
+    skipped: tuple[str, ...] = ()  # see SourceSplits.skipped

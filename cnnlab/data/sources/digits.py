@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import torch
 
+from cnnlab.config.schema import DataConfig
 from cnnlab.data.imageset import ImageSet, SourceSplits
 from cnnlab.data.registry import register_source
 
 
 @register_source("digits")
-def read_digits(root: str | None) -> SourceSplits:
+def read_digits(cfg: DataConfig) -> SourceSplits:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

@@ -1,0 +1,1 @@
+"""(being written) tiny_imagenet source."""
