@@ -62,7 +62,45 @@ def _parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_config_show)
     recipes = config_commands.add_parser("recipes", parents=[debug], help="list shipped recipes")
     recipes.set_defaults(func=cmd_config_recipes)
+    data = commands.add_parser("data", help="inspect datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    info = data_commands.add_parser(
+        "info", parents=[debug], help="classes, counts per split, size, mean/std, sample grid"
+    )
+    info.add_argument("dataset", metavar="NAME_OR_PATH", help="a data.name or a dataset path")
+    info.add_argument(
+        "-o", "--output", metavar="PNG", help="sample grid file (default: <name>-samples.png)"
+    )
+    _config_args(info)
+    info.set_defaults(func=cmd_data_info)
     return parser
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cnnlab.config import load_config
+    from cnnlab.data.detect import guess_source
+    from cnnlab.data.registry import SOURCES
+
+    if args.dataset in SOURCES:
+        chosen = [f"data.name={args.dataset}"]
+    else:
+        path = Path(args.dataset)
+        chosen = [f"data.name={guess_source(path)}", f"data.root={path}"]
+    config = load_config(args.config, [*chosen, *args.overrides])
+    from rich.console import Console
+
+    from cnnlab import data
+    from cnnlab.data import info
+
+    bundle = data.build(config.data)
+    console = Console()
+    info.show(bundle, console)
+    grid = Path(args.output or f"{config.data.name}-samples.png")
+    info.write_sample_grid(bundle, grid)
+    console.print(f"sample grid: {grid}", soft_wrap=True, highlight=False, markup=False)
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -94,7 +132,14 @@ def cmd_config_recipes(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse hands positionals that follow an option (`-o g.png optim.lr=1`) back as extras;
+    # key=value ones are overrides wherever they stand.
+    if extra and hasattr(args, "overrides") and all("=" in e and e[0] != "-" for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     debug = getattr(args, "debug", False)
     try:
         return args.func(args)

@@ -22,6 +22,13 @@ def _digits_with_test(cfg: DataConfig) -> SourceSplits:
     return SourceSplits(train=full.subset(~is_test), test=full.subset(is_test))
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Caches (stats, decoded folders, downloads) go to a temp dir, never the user's ~/.cache;
+    subprocesses inherit it through the environment."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+
+
 @pytest.fixture
 def quick(tmp_path: Path):
     """quick(*overrides) -> Config: a 2-epoch, narrow-net run writing under tmp_path/runs."""

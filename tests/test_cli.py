@@ -89,3 +89,21 @@ def test_console_script_is_installed():
     exe = Path(sys.executable).parent / "cnnlab"
     proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "train" in proc.stdout
+
+
+def test_overrides_may_follow_options(tmp_path, capsys):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("optim: {name: sgd}\n")
+    assert main(["config", "show", "optim.lr=0.5", "-c", str(extra), "train.epochs=3"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert (shown["optim"]["lr"], shown["optim"]["name"], shown["train"]["epochs"]) == (
+        0.5,
+        "sgd",
+        3,
+    )
+
+
+def test_unknown_flags_are_still_rejected(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["config", "show", "--nope"])
+    assert e.value.code == 2 and "unrecognized arguments: --nope" in capsys.readouterr().err

@@ -32,7 +32,7 @@ class DataConfig(Section):
     on_bad_file: Literal["skip", "error"] = "skip"  # corrupt images: skip and list, or stop
     # Sets larger than this (uint8 bytes, in MiB) stream through DataLoader workers instead of
     # living on the training device.
-    max_resident_mb: int = Field(default=4096, ge=1)
+    max_resident_mb: float = Field(default=4096.0, gt=0.0)
     num_workers: int = Field(default=4, ge=0)  # image-decoding threads and StreamLoader workers
     cache_dir: str | None = None  # decoded-folder cache; None: $XDG_CACHE_HOME/cnnlab or ~/.cache
 

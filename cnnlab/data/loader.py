@@ -1,7 +1,9 @@
-"""DeviceLoader: the whole uint8 set resident on the training device, batches cut by index.
+"""Batch loaders with one interface: iterate (x, y) batches, normalised, on the training device.
 
-No worker processes, no PIL, no per-image Python: each epoch is one seeded permutation, each
-batch one gather, and float conversion, augmentation and normalisation run on the device.
+DeviceLoader keeps the whole uint8 set resident on the device and cuts batches by index: no
+worker processes, no PIL, no per-image Python. StreamLoader is for sets larger than
+data.max_resident_mb: the set stays in host memory and DataLoader workers gather the batches.
+Either way float conversion, augmentation and normalisation run on the device, per batch.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
 from cnnlab.data.imageset import ImageSet
 
@@ -30,14 +33,13 @@ class DeviceLoader:
         transform: BatchTransform | None = None,
         channels_last: bool = False,
     ):
-        self.images = data.images.to(device)  # (N, C, H, W) uint8, resident
-        self.labels = data.labels.to(device)  # (N,) int64
+        self.images, self.labels = self._store(data, device)
         self.batch_size = batch_size
         self.device = device
         self.shuffle = shuffle
         self.transform = transform
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        c = self.images.shape[1]  # mean/std are per channel on the [0, 1] scale
+        c = data.images.shape[1]  # mean/std are per channel on the [0, 1] scale
         self._mean = torch.tensor(mean, device=device).view(1, c, 1, 1)
         self._std = torch.tensor(std, device=device).view(1, c, 1, 1)
         # One generator drives both the order and the augmentations, so one state resumes both.
@@ -45,7 +47,10 @@ class DeviceLoader:
         self.generator.manual_seed(seed)
         # Training drops a last partial batch: a batch of 1 breaks BatchNorm, and a short batch
         # would weigh its examples more. Evaluation sees every image.
-        self.drop_last = shuffle and len(self.labels) > batch_size
+        self.drop_last = shuffle and len(data) > batch_size
+
+    def _store(self, data: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return data.images.to(device), data.labels.to(device)  # (N, C, H, W) uint8, (N,) int64
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -74,3 +79,67 @@ class DeviceLoader:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.generator.set_state(state["generator"].cpu())
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Indexed by a list of indices (from a BatchSampler): one gather per batch in a worker."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+
+class StreamLoader(DeviceLoader):
+    """Same batches interface as DeviceLoader for sets that do not fit on the device."""
+
+    def __init__(self, data: ImageSet, *, num_workers: int, seed: int = 0, **kwargs):
+        super().__init__(data, seed=seed, **kwargs)
+        self.num_workers = num_workers
+        # The order lives on the host; the device generator above still drives augmentation.
+        self.order_generator = torch.Generator().manual_seed(seed)
+
+    def _store(self, data: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return data.images, data.labels  # stay in host memory
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        dataset = _Batches(self.images, self.labels)
+        sampler = (
+            RandomSampler(dataset, generator=self.order_generator)
+            if self.shuffle
+            else SequentialSampler(dataset)
+        )
+        batches = DataLoader(
+            dataset,
+            sampler=BatchSampler(sampler, self.batch_size, drop_last=self.drop_last),
+            batch_size=None,  # the sampler already yields whole batches of indices
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        for images, labels in batches:
+            images = images.to(self.device, non_blocking=True)
+            yield self.prepare(images), labels.to(self.device, non_blocking=True)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return super().state_dict() | {"order_generator": self.order_generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_state_dict(state)
+        self.order_generator.set_state(state["order_generator"])
+
+
+def resident_mb(data: ImageSet) -> float:
+    return data.images.numel() / 2**20  # uint8: one byte per element
+
+
+def make_loader(
+    data: ImageSet, *, max_resident_mb: float, num_workers: int, **kwargs
+) -> DeviceLoader:
+    """A DeviceLoader, or a StreamLoader when the set is larger than max_resident_mb."""
+    if resident_mb(data) > max_resident_mb:
+        return StreamLoader(data, num_workers=num_workers, **kwargs)
+    return DeviceLoader(data, **kwargs)

@@ -1,11 +1,24 @@
-"""Per-channel mean and std of a uint8 image set, on the [0, 1] scale."""
+"""Per-channel mean and std of a uint8 image set, on the [0, 1] scale, cached on disk."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import torch
 
+from cnnlab.atomic import write_text_atomic
 
-def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], ...]:
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+
+# Named presets for data.normalize (mean, std per RGB channel).
+PRESETS: dict[str, Stats] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 8192) -> Stats:
     """(mean, std) per channel of (N, C, H, W) uint8 images, accumulated in float64."""
     c = images.shape[1]
     total = torch.zeros(c, dtype=torch.float64)
@@ -18,3 +31,30 @@ def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float,
     mean = total / count
     std = (total_sq / count - mean.square()).clamp_min(0).sqrt().clamp_min(1e-3)
     return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """A cheap identity of a set: shape, every label and a strided sample of ~1M pixels."""
+    flat = images.reshape(-1)
+    stride = max(1, flat.numel() // 1_000_000)
+    digest = hashlib.sha256(repr(tuple(images.shape)).encode())
+    digest.update(flat[::stride].contiguous().numpy().tobytes())
+    digest.update(labels.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def cached_channel_stats(images: torch.Tensor, labels: torch.Tensor, folder: Path) -> Stats:
+    """channel_stats, remembered under `folder` by the set's fingerprint. A cache that cannot
+    be read or written is simply not used."""
+    path = folder / f"{fingerprint(images, labels)}.json"
+    try:
+        saved = json.loads(path.read_text())
+        return tuple(saved["mean"]), tuple(saved["std"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    mean, std = channel_stats(images)
+    try:
+        write_text_atomic(path, json.dumps({"mean": mean, "std": std}))
+    except OSError:
+        pass
+    return mean, std

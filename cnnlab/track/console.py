@@ -24,6 +24,11 @@ class RunConsole:
         self._file.print(*objects, **kwargs)
         self._log.flush()
 
+    def log_only(self, text: str) -> None:
+        """Into log.txt, not onto the terminal: long lists a user looks up later."""
+        self._log.write(text + "\n")
+        self._log.flush()
+
     def start_progress(self, epochs: int, steps_per_epoch: int, done_steps: int = 0) -> None:
         self._progress = Progress(
             TextColumn("epoch {task.fields[epoch]}/" + str(epochs)),

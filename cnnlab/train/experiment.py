@@ -53,8 +53,10 @@ def build(config: Config, device: torch.device) -> Setup:
     model = models.build(config.model, info.num_classes, info.channels, info.image_size)
     memory_format = torch.channels_last if config.train.channels_last else torch.preserve_format
     model = model.to(device=device, memory_format=memory_format)
-    train_loader = data.DeviceLoader(
+    train_loader = data.make_loader(
         bundle.train,
+        max_resident_mb=config.data.max_resident_mb,
+        num_workers=config.data.num_workers,
         batch_size=config.train.batch_size,
         device=device,
         mean=info.mean,
@@ -102,6 +104,13 @@ def _run(config: Config, setup: Setup, run: RunDir, out: RunConsole) -> RunResul
         f"{device_name(setup.device)}",
         highlight=False,
     )
+    if setup.bundle.skipped:
+        out.print(
+            f"skipped {len(setup.bundle.skipped)} unreadable image file(s); "
+            "listed in log.txt and summary.json (data.on_bad_file=error stops instead)",
+            highlight=False,
+        )
+        out.log_only("\n".join(f"  skipped {line}" for line in setup.bundle.skipped))
 
     def checkpoint(state: FitState, improved: bool) -> None:
         if improved:
@@ -172,12 +181,14 @@ def make_summary(
         "train_seconds": round(state.train_seconds, 3),
         "images_per_second": state.images_seen / state.train_seconds if state.train_seconds else 0,
         "device": device_name(setup.device),
+        "loader": type(setup.parts.train_loader).__name__,  # StreamLoader: over max_resident_mb
         "versions": {
             "cnnlab": _version(),
             "python": platform.python_version(),
             "torch": torch.__version__,
         },
         "diagnosis": diagnosis,
+        "skipped_files": list(setup.bundle.skipped),
     }
 
 
@@ -196,8 +207,10 @@ def eval_loader(
     images: data.ImageSet, config: Config, info: data.DatasetInfo, device: torch.device
 ) -> data.DeviceLoader:
     """In order, every image, no augmentation: for validation and test."""
-    return data.DeviceLoader(
+    return data.make_loader(
         images,
+        max_resident_mb=config.data.max_resident_mb,
+        num_workers=config.data.num_workers,
         batch_size=config.eval.batch_size,
         device=device,
         mean=info.mean,

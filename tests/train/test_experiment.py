@@ -203,3 +203,9 @@ def test_options_that_change_numerics_still_train(quick):
     assert result.status == "completed"
     assert result.summary["final_val_acc"] > 0.5
     assert torch.isfinite(torch.tensor(result.summary["best_val_acc"]))
+
+
+def test_a_set_over_max_resident_mb_streams_and_still_trains(quick):
+    result = train(quick("data.max_resident_mb=0.05", "data.num_workers=1", "train.epochs=3"))
+    assert result.summary["loader"] == "StreamLoader"
+    assert result.status == "completed" and result.summary["final_val_acc"] > 0.5

@@ -1,0 +1,134 @@
+"""Images/s delivered per epoch: cnnlab's loaders vs torchvision datasets + DataLoader.
+
+Both sides deliver the same thing, normalised float batches on the training device, from the
+same real Fashion-MNIST training set, at the same batch size, in this one process:
+
+    python bench/loader_throughput.py [--data DIR] [--batch-size 256] [--epochs 3] [--device auto]
+
+--data holds the four IDX files (gzipped or not); by default the system location that Debian's
+dataset-fashion-mnist installs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+import torchvision
+from rich.console import Console
+from rich.table import Table
+from torch.utils.data import DataLoader
+from torchvision import transforms
+
+from cnnlab import data
+from cnnlab.config.schema import DataConfig
+from cnnlab.train.device import device_name, resolve_device
+
+SYSTEM_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def epochs_per_second(
+    batches: Callable[[], Iterable], n_images: int, epochs: int, device: torch.device
+) -> list[float]:
+    """Images/s of each full pass; the device is synchronised before the clock stops."""
+    rates = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for x, _labels in batches():
+            last = x
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        assert last.dtype == torch.float32 and last.device.type == device.type
+        rates.append(n_images / (time.perf_counter() - start))
+    return rates
+
+
+def torchvision_peer(raw: Path, root: Path, mean: float, std: float, args, device):
+    """The hand-written way: torchvision's FashionMNIST + ToTensor/Normalize + DataLoader."""
+    target = root / "FashionMNIST" / "raw"
+    target.mkdir(parents=True)
+    for f in raw.iterdir():  # torchvision reads the uncompressed IDX files from raw/
+        if f.name.endswith(".gz"):
+            with gzip.open(f) as src, open(target / f.name[:-3], "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        else:
+            shutil.copy(f, target / f.name)
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
+    dataset = torchvision.datasets.FashionMNIST(str(root), train=True, transform=tf)
+    loader = DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=args.workers > 0,
+        drop_last=True,
+    )
+
+    def batches():
+        for x, y in loader:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    return batches, len(dataset) // args.batch_size * args.batch_size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=SYSTEM_FMNIST)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+
+    bundle = data.build(DataConfig(name="fashion-mnist", root=str(args.data), val_split=10))
+    train, info = bundle.train, bundle.info
+    common = dict(batch_size=args.batch_size, device=device, mean=info.mean, std=info.std)
+    device_loader = data.DeviceLoader(train, shuffle=True, **common)
+    stream_loader = data.StreamLoader(train, shuffle=True, num_workers=args.workers, **common)
+    n_cnnlab = len(device_loader) * args.batch_size
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        peer, n_peer = torchvision_peer(
+            args.data, Path(tmp), info.mean[0], info.std[0], args, device
+        )
+        candidates = [
+            ("torchvision datasets + DataLoader", peer, n_peer, args.workers),
+            ("cnnlab DeviceLoader", lambda: iter(device_loader), n_cnnlab, 0),
+            ("cnnlab StreamLoader", lambda: iter(stream_loader), n_cnnlab, args.workers),
+        ]
+        for name, batches, n, workers in candidates:
+            rates = epochs_per_second(batches, n, args.epochs, device)
+            rows.append((name, workers, statistics.median(rates)))
+
+    peer_rate = rows[0][2]
+    table = Table(title=f"loader throughput, Fashion-MNIST train ({len(train):,} images)")
+    for col in ("loader", "workers", "images/s (median)", "s/epoch", "vs torchvision"):
+        table.add_column(col, justify="left" if col == "loader" else "right")
+    for name, workers, rate in rows:
+        table.add_row(
+            name,
+            str(workers),
+            f"{rate:,.0f}",
+            f"{len(train) / rate:.3f}",
+            f"{rate / peer_rate:.1f}×",
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"device {device_name(device)}, batch {args.batch_size}, {args.epochs} epochs each, "
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""`cnnlab data info`: the table a user reads and the grid PNG they open."""
+
+import io
+
+from PIL import Image
+from rich.console import Console
+
+from cnnlab.cli import main
+from cnnlab.config.schema import DataConfig
+from cnnlab.data import build
+from cnnlab.data.info import show, split_counts, write_sample_grid
+
+
+def test_split_counts_per_class_add_up():
+    bundle = build(DataConfig())
+    counts = {s.name: s for s in split_counts(bundle)}
+    assert set(counts) == {"train", "val"}
+    assert sum(counts["train"].per_class) == counts["train"].total == 1438
+    assert sum(counts["val"].per_class) == 359
+
+
+def test_show_prints_classes_counts_size_and_stats():
+    bundle = build(DataConfig())
+    out = io.StringIO()
+    show(bundle, Console(file=out, width=100))
+    text = out.getvalue()
+    for expected in ("classes", "10", "1,438", "359", "8×8", "channels", "mean", "std"):
+        assert expected in text
+    assert f"{bundle.info.mean[0]:.4f}" in text
+
+
+def test_grid_has_one_row_per_shown_class(tmp_path):
+    bundle = build(DataConfig())
+    write_sample_grid(bundle, tmp_path / "grid.png")
+    with Image.open(tmp_path / "grid.png") as img:
+        assert img.format == "PNG" and img.height > img.width * 0.9  # 10 rows of 8
+
+
+def test_cli_data_info_by_name_writes_the_grid(tmp_path, capsys):
+    grid = tmp_path / "g.png"
+    assert main(["data", "info", "digits", "-o", str(grid), "data.val_split=100"]) == 0
+    out = capsys.readouterr().out
+    assert "100" in out and f"sample grid: {grid}" in out
+    assert grid.stat().st_size > 1000
+
+
+def test_cli_data_info_on_an_unrecognised_path_is_a_user_error(tmp_path, capsys):
+    assert main(["data", "info", str(tmp_path)]) == 2
+    assert "pass data.name=NAME" in capsys.readouterr().err
