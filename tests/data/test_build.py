@@ -76,7 +76,7 @@ def test_unknown_name_lists_the_valid_ones_and_suggests_the_closest():
 
 def test_unknown_name_without_a_close_match_still_lists_the_valid_ones():
     with pytest.raises(ConfigError) as e:
-        data.build(DataConfig(name="imagenet22k"))
+        data.build(DataConfig(name="zzz-unheard-of"))
     assert "did you mean" not in str(e.value)
     assert "digits" in str(e.value)
 

@@ -3,12 +3,13 @@
 import pytest
 import torch
 
+from cnnlab.config.schema import DataConfig
 from cnnlab.data.registry import SOURCES
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return SOURCES.get("digits")(None)
+    return SOURCES.get("digits")(DataConfig())
 
 
 def test_digits_is_1797_gray_8x8_uint8_images(digits):
@@ -38,6 +39,6 @@ def test_digits_has_no_own_val_or_test_split(digits):
 
 def test_digits_ignores_root(tmp_path):
     # Shipped inside scikit-learn: data.root is not needed and does not change what is read.
-    a = SOURCES.get("digits")(None).train
+    a = SOURCES.get("digits")(DataConfig()).train
     b = SOURCES.get("digits")(str(tmp_path)).train
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)

@@ -1,1 +1,244 @@
-"""(being written) cifar source."""
+"""CIFAR-10 and CIFAR-100 in the "python version" the authors ship (pickled batches).
+
+data.root may be the extracted folder (`cifar-10-batches-py/`, `cifar-100-python/`), the folder
+holding it (or holding the `.tar.gz`), or the archive itself (`cifar-10-python.tar.gz`,
+`cifar-100-python.tar.gz`), whose members are read in place, without extracting.
+
+CIFAR-10: data_batch_1..5 (train), test_batch (test), batches.meta (label_names).
+CIFAR-100: train, test, meta (fine_label_names, coarse_label_names); data.label_set picks the
+100 fine or the 20 coarse labels.
+
+Each batch is a dict with bytes keys: b"data" is an (N, 3072) uint8 array whose rows are the
+red, green and blue 32×32 planes in turn (row-major), so a reshape gives N×3×32×32.
+
+A pickle can run any code while it loads, so batches are unpickled with an allow-list of the
+few globals real CIFAR batches name (numpy's array reconstruction); anything else is refused
+before it is called.
+"""
+
+from __future__ import annotations
+
+import codecs
+import pickle
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+from cnnlab.config.schema import DataConfig
+from cnnlab.data.imageset import ImageSet, SourceSplits
+from cnnlab.data.registry import register_source
+from cnnlab.errors import DataError
+
+try:  # numpy >= 2 moved the module; pickles name either spelling
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core.multiarray import _reconstruct
+
+_PIXELS = 3 * 32 * 32  # bytes per row of b"data"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    name: str  # data.name
+    folder: str  # what the archive extracts to
+    archive: str
+    train: tuple[str, ...]  # batch files, concatenated in this order
+    test: str
+    meta: str
+
+
+_CIFAR10 = _Layout(
+    name="cifar10",
+    folder="cifar-10-batches-py",
+    archive="cifar-10-python.tar.gz",
+    train=tuple(f"data_batch_{i}" for i in range(1, 6)),
+    test="test_batch",
+    meta="batches.meta",
+)
+_CIFAR100 = _Layout(
+    name="cifar100",
+    folder="cifar-100-python",
+    archive="cifar-100-python.tar.gz",
+    train=("train",),
+    test="test",
+    meta="meta",
+)
+
+
+@register_source("cifar10")
+def read_cifar10(cfg: DataConfig) -> SourceSplits:
+    # data.label_set only concerns cifar100; it has no meaning here.
+    return _read(cfg, _CIFAR10, labels_key=b"labels", names_key=b"label_names")
+
+
+@register_source("cifar100")
+def read_cifar100(cfg: DataConfig) -> SourceSplits:
+    kind = cfg.label_set  # "fine" (100 classes) or "coarse" (20 superclasses)
+    return _read(
+        cfg,
+        _CIFAR100,
+        labels_key=f"{kind}_labels".encode(),
+        names_key=f"{kind}_label_names".encode(),
+    )
+
+
+def _read(cfg: DataConfig, layout: _Layout, labels_key: bytes, names_key: bytes) -> SourceSplits:
+    batches = _load_batches(_locate(cfg, layout), layout)  # file name -> (where, dict)
+    where, meta = batches[layout.meta]
+    classes = _class_names(meta, names_key, where)
+    train = [_parse_batch(*batches[name], labels_key, classes) for name in layout.train]
+    images = torch.cat([x for x, _ in train])  # (50000, 3, 32, 32) uint8 for the real sets
+    labels = torch.cat([y for _, y in train])
+    test = ImageSet(*_parse_batch(*batches[layout.test], labels_key, classes), classes)
+    return SourceSplits(train=ImageSet(images, labels, classes), test=test)
+
+
+def _locate(cfg: DataConfig, layout: _Layout) -> Path:
+    """The extracted folder or the archive that data.root points at."""
+    expected = f"{layout.folder}/, the folder holding it, or {layout.archive}"
+    if cfg.root is None:
+        raise DataError(f"{layout.name}: data.root is not set; point it at {expected}")
+    root = Path(cfg.root).expanduser()
+    if root.is_file():  # the archive, or one batch file of the extracted folder
+        names = (*layout.train, layout.test, layout.meta)
+        return root.parent if root.name in names else root
+    if not root.is_dir():
+        raise DataError(f"data.root = {cfg.root} does not exist; {layout.name} expects {expected}")
+    for candidate in (
+        root / layout.meta,
+        root / layout.folder / layout.meta,
+        root / layout.archive,
+    ):
+        if candidate.is_file():
+            return candidate.parent if candidate.name == layout.meta else candidate
+    raise DataError(
+        f"data.root = {cfg.root} holds no {layout.name} batches; expected {expected} "
+        f"(files {', '.join((*layout.train, layout.test, layout.meta))})"
+    )
+
+
+def _load_batches(source: Path, layout: _Layout) -> dict[str, tuple[str, dict]]:
+    """Every batch file of `layout`, unpickled: name -> (where it came from, its dict)."""
+    names = (*layout.train, layout.test, layout.meta)
+    if source.is_dir():
+        found = {}
+        for name in names:
+            path = source / name
+            if not path.is_file():
+                raise DataError(
+                    f"{source}: no {name} (a {layout.folder} folder holds {', '.join(names)})"
+                )
+            with path.open("rb") as f:
+                found[name] = (str(path), _unpickle(f, str(path)))
+        return found
+    found = dict(_archive_members(source, set(names)))
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise DataError(f"{source}: no {missing[0]} inside (expected the {layout.archive} archive)")
+    return found
+
+
+def _archive_members(archive: Path, names: set[str]) -> Iterator[tuple[str, tuple[str, dict]]]:
+    """Unpickles the wanted members in one pass over the compressed stream (no extraction)."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                name = PurePosixPath(member.name).name
+                if member.isfile() and name in names:
+                    where = f"{archive}:{member.name}"
+                    yield name, (where, _unpickle(tar.extractfile(member), where))
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{archive}: not a readable .tar.gz archive ({_one_line(e)})") from None
+
+
+class _Refused(Exception):
+    """A pickle named a global outside the allow-list."""
+
+
+# (module, name) -> the object a CIFAR batch may name. numpy arrays pickle as
+# _reconstruct(ndarray, ...) plus a dtype; bytes pickled by Python 3 at protocol < 3 come back
+# through _codecs.encode(text, "latin1").
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise _Refused(f"{module}.{name}") from None
+
+
+def _unpickle(f: IO[bytes], where: str) -> dict:
+    try:
+        # encoding="bytes" as the CIFAR authors' loader: Python 2 str keys stay bytes (b"data").
+        obj = _BatchUnpickler(f, encoding="bytes").load()
+    except _Refused as e:
+        raise DataError(f"{where}: not a CIFAR batch (refusing to load pickled {e})") from None
+    except Exception as e:  # noqa: BLE001 - a corrupt pickle can fail in any of a dozen ways
+        raise DataError(f"{where}: not a CIFAR batch (unreadable pickle: {_one_line(e)})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: not a CIFAR batch (holds a {type(obj).__name__}, not a dict)")
+    return obj
+
+
+def _entry(batch: dict, key: bytes, where: str) -> Any:
+    # Batches re-pickled by Python 3 have str keys; the originals have bytes keys.
+    for k in (key, key.decode()):
+        if k in batch:
+            return batch[k]
+    keys = ", ".join(repr(k) for k in batch)
+    raise DataError(f"{where}: not a CIFAR batch (no {key!r} entry; it has {keys})")
+
+
+def _class_names(meta: dict, key: bytes, where: str) -> tuple[str, ...]:
+    names = _entry(meta, key, where)
+    if not isinstance(names, list) or not all(isinstance(n, (bytes, str)) for n in names):
+        raise DataError(f"{where}: {key!r} is not a list of names")
+    return tuple(n.decode() if isinstance(n, bytes) else n for n in names)
+
+
+def _parse_batch(
+    where: str, batch: dict, labels_key: bytes, classes: tuple[str, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 3, 32, 32) uint8 images and (N,) int64 labels of one batch, checked."""
+    data = _entry(batch, b"data", where)
+    labels = np.asarray(_entry(batch, labels_key, where))
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
+        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{where}: b'data' is {got}; expected a uint8 (N, {_PIXELS}) array")
+    if data.shape[1] != _PIXELS:
+        raise DataError(
+            f"{where}: rows of b'data' hold {data.shape[1]} bytes; expected {_PIXELS} (3×32×32)"
+        )
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data):
+        raise DataError(
+            f"{where}: {labels_key!r} must be {len(data)} integer labels, one per row of b'data'; "
+            f"got {labels.dtype} {labels.shape}"
+        )
+    if len(labels) and not 0 <= labels.min() <= labels.max() < len(classes):
+        bad = labels.min() if labels.min() < 0 else labels.max()
+        raise DataError(
+            f"{where}: label {bad} is out of range; the meta file names {len(classes)} classes"
+        )
+    # A view of the unpickled array; copied only if read-only (torch wants writable memory).
+    images = np.require(data.reshape(-1, 3, 32, 32), requirements=["C", "W"])
+    images = torch.from_numpy(images)  # (N, 3, 32, 32) uint8
+    return images, torch.from_numpy(labels.astype(np.int64))
+
+
+def _one_line(error: Exception) -> str:
+    """An exception's text on one line (some span several), for our one-line messages."""
+    return " ".join(str(error).split()) or type(error).__name__
