@@ -122,7 +122,7 @@ def main() -> None:
             f"{len(train) / rate:.3f}",
             f"{rate / peer_rate:.1f}×",
         )
-    console = Console()
+    console = Console(width=110)
     console.print(table)
     console.print(
         f"device {device_name(device)}, batch {args.batch_size}, {args.epochs} epochs each, "

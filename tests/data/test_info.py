@@ -47,3 +47,18 @@ def test_cli_data_info_by_name_writes_the_grid(tmp_path, capsys):
 def test_cli_data_info_on_an_unrecognised_path_is_a_user_error(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path)]) == 2
     assert "pass data.name=NAME" in capsys.readouterr().err
+
+
+def test_cli_data_info_recognises_a_folder_path(tmp_path, capsys):
+    from PIL import Image as PILImage
+
+    for c, name in enumerate(("ant", "bee")):
+        (tmp_path / "bugs" / name).mkdir(parents=True)
+        for i in range(6):
+            PILImage.new("L", (5, 5), 30 * c + i).save(tmp_path / "bugs" / name / f"{i}.png")
+    grid = tmp_path / "bugs.png"
+    args = ["data", "info", str(tmp_path / "bugs"), "-o", str(grid), "data.val_split=2"]
+    assert main([*args, f"data.cache_dir={tmp_path / 'cache'}"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset folder" in out and "ant" in out and "bee" in out and "5×5" in out
+    assert grid.is_file()

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from cnnlab import models
 from cnnlab.config import load_config
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, DataError
 from cnnlab.track.rundir import RunDir
 from cnnlab.train.checkpoint import load_state, load_weights
 from cnnlab.train.experiment import train
@@ -209,3 +209,52 @@ def test_a_set_over_max_resident_mb_streams_and_still_trains(quick):
     result = train(quick("data.max_resident_mb=0.05", "data.num_workers=1", "train.epochs=3"))
     assert result.summary["loader"] == "StreamLoader"
     assert result.status == "completed" and result.summary["final_val_acc"] > 0.5
+
+
+def write_folder(root, classes=("cat", "dog"), per_class=12):
+    """root/<class>/<i>.png: class 0 dark, class 1 bright, so a net can tell them apart."""
+    from PIL import Image
+
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (6, 6), (40 + 150 * c + i,) * 3).save(root / name / f"{i}.png")
+    return root
+
+
+def test_unreadable_images_are_skipped_and_listed(quick, tmp_path):
+    root = write_folder(tmp_path / "photos")
+    (root / "dog" / "broken.png").write_bytes(b"\x89PNG not really")
+    result = train(quick("data.name=folder", f"data.root={root}", "data.val_split=4"))
+    assert result.status == "completed"
+    skipped = result.summary["skipped_files"]
+    assert len(skipped) == 1 and "broken.png" in skipped[0]
+    log = (result.path / "log.txt").read_text()
+    assert "skipped 1 unreadable image file" in log and "broken.png" in log
+
+
+def test_on_bad_file_error_stops_before_a_run_directory_exists(quick, tmp_path):
+    root = write_folder(tmp_path / "photos")
+    (root / "cat" / "broken.png").write_bytes(b"junk")
+    with pytest.raises(DataError, match="broken.png"):
+        train(quick("data.name=folder", f"data.root={root}", "data.on_bad_file=error"))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_arrays_with_their_own_test_split_report_test_acc(quick, tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 3
+    x = (y[:, None, None] * 100 + rng.integers(0, 20, (120, 5, 5))).astype(np.uint8)
+    np.savez(tmp_path / "set.npz", x=x[:90], y=y[:90], x_test=x[90:], y_test=y[90:])
+    result = train(
+        quick(
+            "data.name=arrays",
+            f"data.root={tmp_path / 'set.npz'}",
+            "data.val_split=15",
+            "train.epochs=8",
+            "train.batch_size=16",
+        )
+    )
+    assert result.summary["test_acc"] is not None and result.summary["test_acc"] > 0.6
