@@ -73,7 +73,46 @@ def _parser() -> argparse.ArgumentParser:
     )
     _config_args(info)
     info.set_defaults(func=cmd_data_info)
+    aug = commands.add_parser("augment", help="look at augmentations")
+    aug_commands = aug.add_subparsers(dest="augment_command", required=True, metavar="ACTION")
+    preview = aug_commands.add_parser(
+        "preview", parents=[debug], help="grid of training images × augmented draws"
+    )
+    preview.add_argument("-o", "--output", metavar="PNG", default="augment-preview.png")
+    preview.add_argument("--images", type=int, default=8, help="training images (rows)")
+    preview.add_argument("--draws", type=int, default=8, help="augmented draws per image")
+    _config_args(preview)
+    preview.set_defaults(func=cmd_augment_preview)
     return parser
+
+
+def cmd_augment_preview(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cnnlab.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    import torch
+
+    from cnnlab import augment, data
+    from cnnlab.augment.preview import write_preview
+
+    bundle = data.build(config.data)
+    info = bundle.info
+    pipeline = augment.build(config.augment, info.num_classes, info.channels, info.image_size)
+    chosen = torch.randperm(len(bundle.train), generator=torch.Generator().manual_seed(0))
+    index = chosen[: max(1, args.images)]
+    train = bundle.train
+    write_preview(
+        train.images[index],
+        train.labels[index],
+        info.classes,
+        pipeline,
+        Path(args.output),
+        draws=max(1, args.draws),
+    )
+    print(f"augment preview: {args.output}")
+    return 0
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:

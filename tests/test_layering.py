@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cnnlab"
-BASE = {"config", "errors", "registry", "atomic"}  # the bottom layer, importable from anywhere
+BASE = {
+    "config",
+    "errors",
+    "registry",
+    "atomic",
+    "imagegrid",
+}  # the bottom layer, importable from anywhere
 SIBLINGS = {"data", "augment", "models", "track"}  # import the base only, never each other
 TRAIN = {"train"}  # may import the siblings
 UPPER = {"sweep", "report", "analyze", "transfer"}  # may import train and below

@@ -51,6 +51,8 @@ class DataConfig(Section):
 class AugmentConfig(Section):
     # Ops applied to each training batch, in order: [{op: crop, padding: 1}, {op: flip, p: 0.5}].
     train: list[dict[str, Any]] = []
+    # Test-time views averaged by evaluation: [flip, {view: shift, pixels: 1}].
+    tta: list[str | dict[str, Any]] = []
 
 
 class ModelConfig(Section):

@@ -9,8 +9,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from cnnlab.data.grid import sample_by_class, save_grid
 from cnnlab.data.imageset import DataBundle
+from cnnlab.imagegrid import sample_by_class, save_grid
 
 
 @dataclass(frozen=True)

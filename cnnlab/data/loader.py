@@ -15,8 +15,11 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 
 from cnnlab.data.imageset import ImageSet
 
-# transform(x, gen) -> x on (B, C, H, W) float images in [0, 1], before normalisation.
-BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+# transform(x, y, gen) -> (x, y) on (B, C, H, W) float images in [0, 1], before normalisation;
+# y comes in as (B,) int64 labels and may leave as (B, K) class probabilities (mixup, cutmix).
+BatchTransform = Callable[
+    [torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]
+]
 
 
 class DeviceLoader:
@@ -64,15 +67,17 @@ class DeviceLoader:
             order = torch.arange(n, device=self.device)
         for i in range(len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
-            yield self.prepare(self.images[index]), self.labels[index]
+            yield self.prepare(self.images[index], self.labels[index])
 
-    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+    def prepare(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, H, W) uint8 on the device -> normalised float, augmented when training."""
-        x = images.float().div_(255.0)
+        x, y = images.float().div_(255.0), labels
         if self.transform is not None:
-            x = self.transform(x, self.generator)
+            x, y = self.transform(x, y, self.generator)
         x = (x - self._mean) / self._std
-        return x.contiguous(memory_format=self.memory_format)
+        return x.contiguous(memory_format=self.memory_format), y
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"generator": self.generator.get_state()}
@@ -121,8 +126,10 @@ class StreamLoader(DeviceLoader):
             pin_memory=self.device.type == "cuda",
         )
         for images, labels in batches:
-            images = images.to(self.device, non_blocking=True)
-            yield self.prepare(images), labels.to(self.device, non_blocking=True)
+            yield self.prepare(
+                images.to(self.device, non_blocking=True),
+                labels.to(self.device, non_blocking=True),
+            )
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return super().state_dict() | {"order_generator": self.order_generator.get_state()}

@@ -63,7 +63,7 @@ def build(config: Config, device: torch.device) -> Setup:
         std=info.std,
         shuffle=True,
         seed=config.train.seed,
-        transform=augment.build(config.augment, info.channels, info.image_size),
+        transform=augment.build(config.augment, info.num_classes, info.channels, info.image_size),
         channels_last=config.train.channels_last,
     )
     val_loader = eval_loader(bundle.val, config, info, device)
@@ -72,7 +72,8 @@ def build(config: Config, device: torch.device) -> Setup:
         optimizer, config.schedule, config.optim.lr, len(train_loader), config.train.epochs
     )
     scaler = torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
-    parts = TrainParts(model, optimizer, scheduler, scaler, train_loader, val_loader)
+    views = augment.build_views(config.augment.tta)
+    parts = TrainParts(model, optimizer, scheduler, scaler, train_loader, val_loader, views)
     return Setup(parts, bundle, device)
 
 
@@ -200,7 +201,7 @@ def test_accuracy(config: Config, setup: Setup, run: RunDir) -> float | None:
         return None
     setup.parts.model.load_state_dict(load_weights(best))
     loader = eval_loader(test, config, setup.bundle.info, setup.device)
-    return evaluate(setup.parts.model, loader, config.train.precision)[1]
+    return evaluate(setup.parts.model, loader, config.train.precision, setup.parts.views)[1]
 
 
 def eval_loader(

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.augment.tta import Views
 from cnnlab.config.schema import EarlyStoppingConfig, TrainConfig
 from cnnlab.data.loader import DeviceLoader
 from cnnlab.train.guard import check_loss
@@ -31,6 +32,7 @@ class TrainParts:
     scaler: torch.amp.GradScaler
     train_loader: DeviceLoader
     val_loader: DeviceLoader
+    views: Views | None = None  # test-time views (augment.tta) for every evaluation
 
 
 @dataclass
@@ -87,7 +89,7 @@ def fit(
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         start = time.perf_counter()
         train_loss, train_acc, lr = train_epoch(parts, cfg, loss_fn, state, epoch, log_step)
-        val_loss, val_acc = evaluate(parts.model, parts.val_loader, cfg.precision)
+        val_loss, val_acc = evaluate(parts.model, parts.val_loader, cfg.precision, parts.views)
         metrics = {
             "epoch": epoch,
             "step": state.step,
@@ -141,7 +143,9 @@ def train_epoch(
         parts.scheduler.step()
         state.step += 1
         loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(dim=1) == y).sum()
+        # Mixed targets (B, K): a prediction counts as right when it names the larger share.
+        labels = y.argmax(dim=1) if y.ndim == 2 else y
+        correct += (logits.argmax(dim=1) == labels).sum()
         seen += len(y)
         if (i + 1) % LOG_EVERY == 0 or i + 1 == batches:
             value = loss.item()  # logging point: the one device sync every LOG_EVERY steps
@@ -166,15 +170,21 @@ def train_epoch(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: DeviceLoader, precision: str) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over every image of `loader`."""
+def evaluate(
+    model: nn.Module, loader: DeviceLoader, precision: str, views: Views | None = None
+) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over every image of `loader`; with test-time `views`,
+    of the logits averaged over the views."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=loader.device)
     correct = torch.zeros((), device=loader.device, dtype=torch.int64)
     for x, y in loader:
         with autocast(loader.device, precision):
-            logits = model(x)
+            if views is None:
+                logits = model(x)
+            else:
+                logits = torch.stack([model(v).float() for v in views(x)]).mean(dim=0)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(dim=1) == y).sum()
     model.train(was_training)

@@ -90,8 +90,8 @@ def test_same_seed_gives_the_same_batches():
 
 
 def test_state_dict_restores_the_next_epochs_order_and_augmentation():
-    def jitter(x, gen):  # random per-sample shift: the generator drives augmentation too
-        return x + torch.rand(x.shape[0], 1, 1, 1, generator=gen) * 1e-3
+    def jitter(x, y, gen):  # random per-sample shift: the generator drives augmentation too
+        return x + torch.rand(x.shape[0], 1, 1, 1, generator=gen) * 1e-3, y
 
     a = loader(shuffle=True, seed=3, transform=jitter)
     list(a)  # epoch 1
@@ -119,10 +119,10 @@ def test_state_dict_survives_a_round_trip_through_a_checkpoint(tmp_path):
 def test_transform_sees_0_1_floats_before_normalisation():
     seen = []
 
-    def transform(x, gen):
+    def transform(x, y, gen):
         assert isinstance(gen, torch.Generator)
         seen.append(x.clone())
-        return 1.0 - x  # invert
+        return 1.0 - x, y  # invert
 
     data = image_set()
     mean, std = (0.25,), (0.5,)
@@ -148,3 +148,14 @@ def test_memory_format(channels_last):
     assert x.is_contiguous(memory_format=fmt)
     # Values do not depend on the layout.
     assert ids(x) == [0, 1, 2, 3, 4]
+
+
+def test_a_transform_may_turn_labels_into_class_probabilities():
+    def soften(x, y, gen):  # what mixup does to the targets
+        return x, torch.nn.functional.one_hot(y, 5).float() * 0.8 + 0.2 / 5
+
+    data = image_set()
+    batches = list(loader(data, shuffle=False, transform=soften))
+    y = torch.cat([y for _, y in batches])
+    assert y.shape == (len(data), 5) and torch.allclose(y.sum(1), torch.ones(len(data)))
+    assert torch.equal(y.argmax(1), data.labels)

@@ -37,12 +37,14 @@ def test_training_epoch_is_a_permutation_without_the_partial_batch(images):
     labels = torch.cat([y for _, y in stream])
     assert len(labels) == len(stream) * 32 == 192
     first = torch.cat([x for x, _ in stream])
-    assert not torch.allclose(first[:32], loader(DeviceLoader, images).prepare(images.images[:32]))
+    assert not torch.allclose(
+        first[:32], loader(DeviceLoader, images).prepare(images.images[:32], images.labels[:32])[0]
+    )
 
 
 def test_state_dict_reproduces_the_next_epoch_order_and_augmentation(images):
-    def noisy(x, gen):  # an augmentation drawing from the loader's device generator
-        return x + 0.01 * torch.rand(x.shape, generator=gen, device=x.device)
+    def noisy(x, y, gen):  # an augmentation drawing from the loader's device generator
+        return x + 0.01 * torch.rand(x.shape, generator=gen, device=x.device), y
 
     a = loader(StreamLoader, images, shuffle=True, seed=1, transform=noisy)
     list(a)

@@ -258,3 +258,28 @@ def test_arrays_with_their_own_test_split_report_test_acc(quick, tmp_path):
         )
     )
     assert result.summary["test_acc"] is not None and result.summary["test_acc"] > 0.6
+
+
+def test_mixing_augmentations_and_tta_train_end_to_end(quick):
+    result = train(
+        quick(
+            "train.epochs=4",
+            "augment.train=[{op: crop, padding: 1}, {op: mixup, alpha: 0.4, p: 0.5},"
+            " {op: cutmix, p: 0.5}]",
+            "augment.tta=[flip, {view: shift, pixels: 1}]",
+        )
+    )
+    assert result.status == "completed" and result.summary["final_val_acc"] > 0.5
+    rows = [json.loads(x) for x in (result.path / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= r["train_acc"] <= 1 for r in rows)
+
+
+def test_tta_changes_what_evaluation_reports(quick):
+    plain = train(quick("train.epochs=2"))
+    tta = train(quick("train.epochs=2", "augment.tta=[flip]"))
+    # Same seed, same training: only the evaluation differs.
+    assert plain.summary["steps"] == tta.summary["steps"]
+    first = [json.loads(x) for x in (plain.path / "metrics.jsonl").read_text().splitlines()]
+    second = [json.loads(x) for x in (tta.path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_loss"] for r in first] == [r["train_loss"] for r in second]
+    assert [r["val_loss"] for r in first] != [r["val_loss"] for r in second]

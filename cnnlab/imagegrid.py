@@ -1,4 +1,4 @@
-"""A labelled grid of sample images as a PNG: what the net will see, by class."""
+"""A labelled grid of images as a PNG (data info's samples, augment preview's draws)."""
 
 from __future__ import annotations
 
