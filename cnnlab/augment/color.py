@@ -30,13 +30,15 @@ def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def _gray(x: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) -> (B, 1, H, W) luma."""
     r, g, b = x.unbind(1)
-    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
+    gray = r * _LUMA[0]  # in-place adds below: one temporary instead of five
+    gray.add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2])
+    return gray.unsqueeze(1)
 
 
 def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """x * f + other * (1 - f), clamped: f = 0 gives `other`, f = 1 gives x, f > 1 pushes away."""
-    f = _per_sample(factor, x)
-    return (x * f + other * (1.0 - f)).clamp(0.0, 1.0)
+    # lerp(other, x, f) = other + f * (x - other): one fused pass instead of three.
+    return torch.lerp(other, x, _per_sample(factor, x)).clamp_(0.0, 1.0)
 
 
 def _adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -125,6 +127,8 @@ def color_jitter(
     out = _adjust_saturation(out, fs)
     if hue > 0:  # an RGB -> HSV -> RGB round trip is not bit-exact, so skip it when it is a no-op
         out = _adjust_hue(out, shift)
+    if p >= 1.0:  # every sample changes: skip a full pass over the batch
+        return out
     return where(chosen(x, gen, p), out, x)
 
 

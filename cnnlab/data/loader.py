@@ -42,9 +42,11 @@ class DeviceLoader:
         self.shuffle = shuffle
         self.transform = transform
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        c = data.images.shape[1]  # mean/std are per channel on the [0, 1] scale
-        self._mean = torch.tensor(mean, device=device).view(1, c, 1, 1)
-        self._std = torch.tensor(std, device=device).view(1, c, 1, 1)
+        # (x - mean) / std as one fused x * scale + shift; mean/std are on the [0, 1] scale.
+        c = data.images.shape[1]
+        std_t = torch.tensor(std, device=device).view(1, c, 1, 1)
+        self._scale = 1.0 / std_t
+        self._shift = -torch.tensor(mean, device=device).view(1, c, 1, 1) / std_t
         # One generator drives both the order and the augmentations, so one state resumes both.
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
@@ -73,10 +75,11 @@ class DeviceLoader:
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, H, W) uint8 on the device -> normalised float, augmented when training."""
-        x, y = images.float().div_(255.0), labels
-        if self.transform is not None:
-            x, y = self.transform(x, y, self.generator)
-        x = (x - self._mean) / self._std
+        if self.transform is None:  # fold the uint8 -> [0, 1] scaling into the normalisation
+            x = torch.addcmul(self._shift, images.float(), self._scale / 255.0)
+            return x.contiguous(memory_format=self.memory_format), labels
+        x, y = self.transform(images.float().div_(255.0), labels, self.generator)
+        x = torch.addcmul(self._shift, x, self._scale)
         return x.contiguous(memory_format=self.memory_format), y
 
     def state_dict(self) -> dict[str, torch.Tensor]:
