@@ -9,20 +9,16 @@ Both sides turn uint8 32×32×3 images into augmented, normalised float batches 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
-import torchvision
-from rich.console import Console
-from rich.table import Table
+from common import describe, median_images_per_second, print_comparison
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from cnnlab import augment
 from cnnlab.config.schema import AugmentConfig
 from cnnlab.data import DeviceLoader, ImageSet
-from cnnlab.train.device import device_name, resolve_device
+from cnnlab.train.device import resolve_device
 
 PIPELINE = [
     {"op": "flip"},
@@ -54,19 +50,6 @@ class PerSample(Dataset):
 
     def __getitem__(self, i: int):
         return self.transform(self.images[i]), self.labels[i]
-
-
-def rates(batches, n: int, passes: int, device: torch.device) -> list[float]:
-    out = []
-    for _ in range(passes):
-        start = time.perf_counter()
-        for x, _labels in batches():
-            last = x
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        assert last.dtype == torch.float32
-        out.append(n / (time.perf_counter() - start))
-    return out
 
 
 def main() -> None:
@@ -111,26 +94,18 @@ def main() -> None:
         (
             "torchvision v2 per sample + DataLoader",
             args.workers,
-            statistics.median(rates(peer_batches, n, args.passes, device)),
+            median_images_per_second(peer_batches, n, args.passes, device),
         ),
         (
             "cnnlab batched pipeline (DeviceLoader)",
             0,
-            statistics.median(rates(lambda: iter(ours), n, args.passes, device)),
+            median_images_per_second(lambda: iter(ours), n, args.passes, device),
         ),
     ]
-    table = Table(
-        title=f"augmented images/s: flip + crop + jitter + cutout, 32×32, batch {args.batch_size}"
-    )
-    for col in ("pipeline", "workers", "images/s (median)", "vs torchvision"):
-        table.add_column(col, justify="left" if col == "pipeline" else "right")
-    for name, workers, rate in rows:
-        table.add_row(name, str(workers), f"{rate:,.0f}", f"{rate / rows[0][2]:.1f}×")
-    console = Console(width=110)
-    console.print(table)
-    console.print(
-        f"device {device_name(device)}, {args.images:,} images × {args.passes} passes, "
-        f"torch {torch.__version__}, torchvision {torchvision.__version__}"
+    print_comparison(
+        f"augmented images/s: flip + crop + jitter + cutout, 32×32, batch {args.batch_size}",
+        rows,
+        f"{describe(device)}, {args.images:,} images × {args.passes} passes",
     )
 
 

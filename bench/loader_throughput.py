@@ -14,40 +14,19 @@ from __future__ import annotations
 import argparse
 import gzip
 import shutil
-import statistics
 import tempfile
-import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import torch
 import torchvision
-from rich.console import Console
-from rich.table import Table
+from common import describe, median_images_per_second, print_comparison
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from cnnlab import data
 from cnnlab.config.schema import DataConfig
-from cnnlab.train.device import device_name, resolve_device
+from cnnlab.train.device import resolve_device
 
 SYSTEM_FMNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-def epochs_per_second(
-    batches: Callable[[], Iterable], n_images: int, epochs: int, device: torch.device
-) -> list[float]:
-    """Images/s of each full pass; the device is synchronised before the clock stops."""
-    rates = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        for x, _labels in batches():
-            last = x
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        assert last.dtype == torch.float32 and last.device.type == device.type
-        rates.append(n_images / (time.perf_counter() - start))
-    return rates
 
 
 def torchvision_peer(raw: Path, root: Path, mean: float, std: float, args, device):
@@ -107,26 +86,13 @@ def main() -> None:
             ("cnnlab StreamLoader", lambda: iter(stream_loader), n_cnnlab, args.workers),
         ]
         for name, batches, n, workers in candidates:
-            rates = epochs_per_second(batches, n, args.epochs, device)
-            rows.append((name, workers, statistics.median(rates)))
+            rows.append((name, workers, median_images_per_second(batches, n, args.epochs, device)))
 
-    peer_rate = rows[0][2]
-    table = Table(title=f"loader throughput, Fashion-MNIST train ({len(train):,} images)")
-    for col in ("loader", "workers", "images/s (median)", "s/epoch", "vs torchvision"):
-        table.add_column(col, justify="left" if col == "loader" else "right")
-    for name, workers, rate in rows:
-        table.add_row(
-            name,
-            str(workers),
-            f"{rate:,.0f}",
-            f"{len(train) / rate:.3f}",
-            f"{rate / peer_rate:.1f}×",
-        )
-    console = Console(width=110)
-    console.print(table)
-    console.print(
-        f"device {device_name(device)}, batch {args.batch_size}, {args.epochs} epochs each, "
-        f"torch {torch.__version__}, torchvision {torchvision.__version__}"
+    print_comparison(
+        f"loader throughput, Fashion-MNIST train ({len(train):,} images)",
+        rows,
+        f"{describe(device)}, batch {args.batch_size}, {args.epochs} epochs each",
+        epoch_images=len(train),
     )
 
 
