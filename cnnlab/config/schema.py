@@ -56,11 +56,25 @@ class AugmentConfig(Section):
 
 
 class ModelConfig(Section):
+    """Common options first; the rest belong to some models only. A model receives the options
+    its builder names; setting one that the chosen model does not take is an error."""
+
     name: str = "cnn"
     width: int = Field(default=32, gt=0)  # channels of the first stage; later stages multiply it
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # before the classifier
     activation: Literal["relu", "leaky_relu", "gelu", "silu"] = "relu"
     init: Literal["default", "kaiming_normal", "kaiming_uniform", "xavier"] = "default"
+    separable: bool = False  # depthwise + pointwise instead of full 3x3 convolutions
+    se: bool = False  # squeeze-and-excitation after each block
+    stages: list[int] = [2, 2, 2]  # vgg: 3x3 convs per stage; width doubles per stage
+    bn: bool = True  # vgg: BatchNorm after each conv
+    stem: Literal["small", "imagenet"] = "small"  # resnet: 3x3 stride 1, or 7x7 stride 2
+    maxpool: bool = False  # resnet: the 3x3 stride-2 max-pool after an imagenet stem
+    extra_pool_after: list[int] = []  # resnet: 2x2 max-pools after these stages (1-based)
+    depth: int = Field(default=16, ge=10)  # wrn: total depth, 6n + 4
+    widen: int = Field(default=4, ge=1)  # wrn: width multiplier k
+    # layers: the declarative net, e.g. [conv(32, 3), bn, relu, maxpool(2), flatten, linear]
+    layers: list[str] = []
 
 
 class OptimConfig(Section):

@@ -1,4 +1,8 @@
-"""model.name -> builder(num_classes, in_channels, image_size, width, dropout, activation)."""
+"""model.name -> builder(num_classes, in_channels, image_size, **options) -> nn.Module.
+
+A builder names, as keyword parameters without defaults, the model.* options it uses
+(width, dropout, activation, separable, se, stages, ...); models.build passes exactly those,
+so every default stays declared once, in the config schema."""
 
 from __future__ import annotations
 
