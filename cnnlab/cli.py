@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _config_args(info)
     info.set_defaults(func=cmd_data_info)
+    summary = commands.add_parser(
+        "summary", parents=[debug], help="per-layer table of the configured model"
+    )
+    _config_args(summary)
+    summary.set_defaults(func=cmd_summary)
+
     aug = commands.add_parser("augment", help="look at augmentations")
     aug_commands = aug.add_subparsers(dest="augment_command", required=True, metavar="ACTION")
     preview = aug_commands.add_parser(
@@ -84,6 +90,19 @@ def _parser() -> argparse.ArgumentParser:
     _config_args(preview)
     preview.set_defaults(func=cmd_augment_preview)
     return parser
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from cnnlab.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    from cnnlab import data, models
+
+    info = data.build(config.data).info  # the model's input: channels, size, classes
+    model = models.build(config.model, info.num_classes, info.channels, info.image_size)
+    print(f"{config.model.name} on {info.name}: {info.num_classes} classes")
+    print(models.summarize(model, (info.channels, *info.image_size)).table())
+    return 0
 
 
 def cmd_augment_preview(args: argparse.Namespace) -> int:

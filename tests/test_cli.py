@@ -107,3 +107,15 @@ def test_unknown_flags_are_still_rejected(capsys):
     with pytest.raises(SystemExit) as e:
         main(["config", "show", "--nope"])
     assert e.value.code == 2 and "unrecognized arguments: --nope" in capsys.readouterr().err
+
+
+def test_summary_prints_the_model_table(capsys):
+    assert main(["summary", "model.width=8"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("cnn on digits: 10 classes")
+    assert "total params" in out and "Conv2d" in out
+
+
+def test_summary_rejects_an_option_the_model_does_not_take(capsys):
+    assert main(["summary", "model.name=mlp", "model.se=true"]) == 2
+    assert "model.se is not an option of model 'mlp'" in capsys.readouterr().err

@@ -25,7 +25,11 @@ def build(
     """The registered builder, given the data's shape and the model options it names."""
     builder = external.builder(cfg.name) if ":" in cfg.name else MODELS.get(cfg.name)
     takes = set(inspect.signature(builder).parameters)
-    for key in cfg.model_fields_set - takes - set(COMMON):
+    # A resolved config.yaml lists every option, so what matters is a value that differs from
+    # its default: that is a choice the chosen model would silently ignore.
+    fields = ModelConfig.model_fields
+    changed = {k for k in fields if getattr(cfg, k) != fields[k].get_default()}
+    for key in sorted(changed - takes - set(COMMON)):
         options = sorted(takes & set(ModelConfig.model_fields))
         raise ConfigError(
             f"model.{key} is not an option of model {cfg.name!r}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from cnnlab.models.layers import ACTIVATIONS, Classifier, ConvBNAct
+from cnnlab.models.layers import ACTIVATIONS, Classifier, ConvBNAct, SqueezeExcite
 from cnnlab.models.registry import register_model
 
 
@@ -16,16 +16,25 @@ def small_cnn(
     width: int,
     dropout: float,
     activation: str,
+    separable: bool,
+    se: bool,
 ) -> nn.Module:
     """Stages of two 3x3 ConvBNAct at widths w, 2w, 4w, halving resolution between stages
-    while the map is at least 4 px, then global pooling: ~0.3M parameters at w=32."""
+    while the map is at least 4 px, then global pooling: ~0.3M parameters at w=32.
+    separable: every conv but the first is depthwise + pointwise; se: squeeze-and-excitation
+    after each stage."""
     layers: list[nn.Module] = []
     cin, size = in_channels, min(image_size)
     for stage, cout in enumerate((width, 2 * width, 4 * width)):
         if stage > 0 and size >= 4:
             layers.append(nn.MaxPool2d(2))
             size //= 2
-        layers += [ConvBNAct(cin, cout, activation), ConvBNAct(cout, cout, activation)]
+        layers += [
+            ConvBNAct(cin, cout, activation, separable=separable and stage > 0),
+            ConvBNAct(cout, cout, activation, separable=separable),
+        ]
+        if se:
+            layers.append(SqueezeExcite(cout))
         cin = cout
     return nn.Sequential(*layers, Classifier(cin, num_classes, dropout))
 

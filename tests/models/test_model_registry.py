@@ -4,6 +4,7 @@
 test modules with the same basename cannot be collected together.)
 """
 
+import inspect
 import typing
 
 import pytest
@@ -17,11 +18,30 @@ ALL_MODELS = models.MODELS.names()
 SHAPES = [(1, 8), (3, 32)]  # (in_channels, image size)
 ACTIVATIONS = typing.get_args(ModelConfig.model_fields["activation"].annotation)
 INITS = typing.get_args(ModelConfig.model_fields["init"].annotation)
+# Small, fast settings, each given only to the models whose builder takes that option.
+SMALL = {
+    "width": 8,
+    "depth": 10,
+    "widen": 1,
+    "layers": [
+        "conv(8, 3)",
+        "bn",
+        "act",
+        "maxpool(2)",
+        "conv(16, 3)",
+        "bn",
+        "act",
+        "gap",
+        "linear",
+    ],
+}
 
 
 def build(name="cnn", channels=1, size=8, **options) -> torch.nn.Module:
     torch.manual_seed(0)
-    cfg = ModelConfig(name=name, **{"width": 8, **options})
+    takes = inspect.signature(models.MODELS.get(name)).parameters if name in models.MODELS else {}
+    small = {k: v for k, v in SMALL.items() if k in takes}
+    cfg = ModelConfig(name=name, **{**small, **options})
     return models.build(cfg, num_classes=10, in_channels=channels, image_size=(size, size))
 
 

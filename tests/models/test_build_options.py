@@ -1,0 +1,28 @@
+"""models.build passes each model the options it names, and refuses a changed option it would
+ignore, while a fully resolved config (every key listed) still builds."""
+
+import pytest
+
+from cnnlab import models
+from cnnlab.config.load import validate
+from cnnlab.config.schema import Config, ModelConfig
+from cnnlab.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", ["cnn", "mlp", "vgg", "fastnet"])
+def test_a_resolved_config_listing_every_option_builds(name):
+    resolved = validate(Config(model=ModelConfig(name=name, width=8)).to_dict())
+    assert resolved.model.model_fields_set >= {"se", "depth", "stem"}  # every key was given
+    assert models.build(resolved.model, 10, 1, (8, 8)) is not None
+
+
+def test_a_changed_option_the_model_ignores_is_an_error():
+    with pytest.raises(ConfigError, match=r"model.stem is not an option of model 'vgg'"):
+        models.build(ModelConfig(name="vgg", stem="imagenet"), 10, 3, (32, 32))
+
+
+def test_an_option_the_model_takes_reaches_it():
+    plain = models.build(ModelConfig(name="cnn", width=8), 10, 3, (16, 16))
+    with_se = models.build(ModelConfig(name="cnn", width=8, se=True), 10, 3, (16, 16))
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(with_se) > count(plain)
