@@ -26,3 +26,14 @@ def test_an_option_the_model_takes_reaches_it():
     with_se = models.build(ModelConfig(name="cnn", width=8, se=True), 10, 3, (16, 16))
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(with_se) > count(plain)
+
+
+def test_mlp_matches_the_same_net_written_by_hand():
+    from torch import nn
+
+    built = models.build(ModelConfig(name="mlp", width=8), 10, 1, (28, 28))
+    by_hand = nn.Sequential(
+        nn.Flatten(), nn.Linear(28 * 28, 64), nn.ReLU(), nn.Dropout(0.0), nn.Linear(64, 10)
+    )
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(built) == count(by_hand) == 28 * 28 * 64 + 64 + 64 * 10 + 10
