@@ -7,6 +7,8 @@ no max-pool) keeps the full resolution of 28-64 px images for the first stage.
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
 from cnnlab.errors import ConfigError
@@ -71,55 +73,35 @@ def _resnet(
     return nn.Sequential(*layers, Classifier(cin, num_classes, dropout))
 
 
-@register_model("resnet18")
-def resnet18(
-    num_classes: int,
-    in_channels: int,
-    image_size: tuple[int, int],
-    width: int,
-    stem: str,
-    maxpool: bool,
-    extra_pool_after: list[int],
-    separable: bool,
-    se: bool,
-    activation: str,
-    dropout: float,
-) -> nn.Module:
-    """BasicBlocks [2, 2, 2, 2] at width * (1, 2, 4, 8): 11.2M parameters at width 64."""
-    return _resnet(BasicBlock, (2, 2, 2, 2), **locals())  # the parameters above
+def _variant(name: str, block: type[BasicBlock] | type[Bottleneck], blocks, doc: str):
+    """Register `name` as _resnet with these blocks. The builder's signature is _resnet's
+    minus (block, blocks): models.build reads it to pass exactly the options resnets take."""
+
+    def builder(**options) -> nn.Module:
+        return _resnet(block, blocks, **options)
+
+    params = list(inspect.signature(_resnet).parameters.values())[2:]
+    builder.__signature__ = inspect.Signature(params, return_annotation=nn.Module)
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc
+    return register_model(name)(builder)
 
 
-@register_model("resnet34")
-def resnet34(
-    num_classes: int,
-    in_channels: int,
-    image_size: tuple[int, int],
-    width: int,
-    stem: str,
-    maxpool: bool,
-    extra_pool_after: list[int],
-    separable: bool,
-    se: bool,
-    activation: str,
-    dropout: float,
-) -> nn.Module:
-    """BasicBlocks [3, 4, 6, 3] at width * (1, 2, 4, 8): 21.3M parameters at width 64."""
-    return _resnet(BasicBlock, (3, 4, 6, 3), **locals())  # the parameters above
-
-
-@register_model("resnet50")
-def resnet50(
-    num_classes: int,
-    in_channels: int,
-    image_size: tuple[int, int],
-    width: int,
-    stem: str,
-    maxpool: bool,
-    extra_pool_after: list[int],
-    separable: bool,
-    se: bool,
-    activation: str,
-    dropout: float,
-) -> nn.Module:
-    """Bottlenecks [3, 4, 6, 3], outputs 4 * width * (1, 2, 4, 8): 23.5M parameters at width 64."""
-    return _resnet(Bottleneck, (3, 4, 6, 3), **locals())  # the parameters above
+resnet18 = _variant(
+    "resnet18",
+    BasicBlock,
+    (2, 2, 2, 2),
+    "BasicBlocks [2, 2, 2, 2] at width * (1, 2, 4, 8): 11.2M params at width 64.",
+)
+resnet34 = _variant(
+    "resnet34",
+    BasicBlock,
+    (3, 4, 6, 3),
+    "BasicBlocks [3, 4, 6, 3] at width * (1, 2, 4, 8): 21.3M params at width 64.",
+)
+resnet50 = _variant(
+    "resnet50",
+    Bottleneck,
+    (3, 4, 6, 3),
+    "Bottlenecks [3, 4, 6, 3], outputs 4 * width * (1, 2, 4, 8): 23.5M at width 64.",
+)

@@ -167,7 +167,8 @@ def _fits(ctx: Context, shape: Shape, kernel: int, stride: int, padding: int, wh
 # arguments are bound against its signature, so names and defaults here are the spec language.
 
 
-def conv(ctx, shape, /, out, kernel, stride=1, padding=None, groups=1, bias=True):
+def _conv_args(ctx, shape, out, kernel, stride, padding) -> tuple[int, int, int, int]:
+    """Checked (out, kernel, stride, padding) of a conv on `shape`; padding None: kernel // 2."""
     _need_map(ctx, shape)
     out, kernel, stride = (
         _int(ctx, "out", out),
@@ -175,12 +176,17 @@ def conv(ctx, shape, /, out, kernel, stride=1, padding=None, groups=1, bias=True
         _int(ctx, "stride", stride),
     )
     padding = kernel // 2 if padding is None else _int(ctx, "padding", padding, low=0)
+    _fits(ctx, shape, kernel, stride, padding, "kernel")
+    return out, kernel, stride, padding
+
+
+def conv(ctx, shape, /, out, kernel, stride=1, padding=None, groups=1, bias=True):
+    out, kernel, stride, padding = _conv_args(ctx, shape, out, kernel, stride, padding)
     groups = _int(ctx, "groups", groups)
     if shape[1] % groups or out % groups:
         raise ctx.fail(f"groups={groups} must divide both in channels {shape[1]} and out {out}")
     if type(bias) is not bool:
         raise ctx.fail(f"argument bias must be True or False, got {bias!r}")
-    _fits(ctx, shape, kernel, stride, padding, "kernel")
     return nn.Conv2d(shape[1], out, kernel, stride, padding, groups=groups, bias=bias)
 
 
@@ -196,14 +202,7 @@ class SepConv(nn.Sequential):
 
 
 def sepconv(ctx, shape, /, out, kernel, stride=1, padding=None):
-    _need_map(ctx, shape)
-    out, kernel, stride = (
-        _int(ctx, "out", out),
-        _int(ctx, "kernel", kernel),
-        _int(ctx, "stride", stride),
-    )
-    padding = kernel // 2 if padding is None else _int(ctx, "padding", padding, low=0)
-    _fits(ctx, shape, kernel, stride, padding, "kernel")
+    out, kernel, stride, padding = _conv_args(ctx, shape, out, kernel, stride, padding)
     return SepConv(shape[1], out, kernel, stride, padding)
 
 
