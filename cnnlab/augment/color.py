@@ -10,16 +10,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cnnlab.augment.registry import chosen, register_op, uniform, where
+from cnnlab.augment.registry import chosen, expect, is_int, register_op, uniform, where
 
 # ITU-R 601 luma, as rgb_to_grayscale (which uses 0.2989 for red; the weights here sum to 1, so
 # a gray image stays exactly gray). The difference is < 1e-4.
 _LUMA = (0.299, 0.587, 0.114)
-
-
-def _expect(ok: bool, name: str, value, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} = {value!r}: expected {expected}")
 
 
 def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -119,8 +114,8 @@ def color_jitter(
         ("contrast", contrast),
         ("saturation", saturation),
     ):
-        _expect(value >= 0, name, value, "a number >= 0")
-    _expect(0 <= hue <= 0.5, "hue", hue, "a number in [0, 0.5] (turns of the colour wheel)")
+        expect(value >= 0, name, value, "a number >= 0")
+    expect(0 <= hue <= 0.5, "hue", hue, "a number in [0, 0.5] (turns of the colour wheel)")
     fb, fc, fs, shift = _jitter_factors(x, gen, brightness, contrast, saturation, hue)
     out = _adjust_brightness(x, fb)
     out = _adjust_contrast(out, fc)
@@ -149,7 +144,7 @@ def invert(x: torch.Tensor, gen: torch.Generator, p: float = 0.5):
 @register_op("solarize")
 def solarize(x: torch.Tensor, gen: torch.Generator, threshold: float = 0.5, p: float = 0.5):
     """Invert the values >= threshold (on the [0, 1] scale)."""
-    _expect(0 <= threshold <= 1, "threshold", threshold, "a number in [0, 1]")
+    expect(0 <= threshold <= 1, "threshold", threshold, "a number in [0, 1]")
     return where(chosen(x, gen, p), torch.where(x >= threshold, 1.0 - x, x), x)
 
 
@@ -161,8 +156,8 @@ def _levels(x: torch.Tensor) -> torch.Tensor:
 @register_op("posterize")
 def posterize(x: torch.Tensor, gen: torch.Generator, bits: int = 4, p: float = 0.5):
     """Keep the top `bits` bits of each uint8 level (torchvision's posterize on uint8)."""
-    ok = isinstance(bits, int) and not isinstance(bits, bool) and 1 <= bits <= 8
-    _expect(ok, "bits", bits, "an integer in [1, 8]")
+    ok = is_int(bits) and 1 <= bits <= 8
+    expect(ok, "bits", bits, "an integer in [1, 8]")
     mask = (0xFF << (8 - bits)) & 0xFF
     out = (_levels(x) & mask).to(x.dtype) / 255
     return where(chosen(x, gen, p), out, x)
@@ -214,5 +209,5 @@ def _sharpen(x: torch.Tensor, factor: float) -> torch.Tensor:
 @register_op("sharpness")
 def sharpness(x: torch.Tensor, gen: torch.Generator, factor: float = 2.0, p: float = 0.5):
     """factor 0 smooths, 1 keeps, 2 doubles the difference from the smoothed image."""
-    _expect(factor >= 0, "factor", factor, "a number >= 0")
+    expect(factor >= 0, "factor", factor, "a number >= 0")
     return where(chosen(x, gen, p), _sharpen(x, factor), x)

@@ -11,20 +11,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from cnnlab.augment.registry import chosen, register_op, uniform, where
-
-
-def _expect(ok: bool, name: str, value, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} = {value!r}: expected {expected}")
+from cnnlab.augment.registry import chosen, expect, is_int, register_op, uniform, where
 
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _range(name: str, value, high: float = math.inf, positive: bool = False):
@@ -33,7 +24,7 @@ def _range(name: str, value, high: float = math.inf, positive: bool = False):
     ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_number, value))
     ok = ok and (0 < value[0] if positive else 0 <= value[0]) and value[0] <= value[1] <= high
     bounds = ("> 0" if positive else ">= 0") + (f" and <= {high}" if high < math.inf else "")
-    _expect(ok, name, value, f"[lo, hi] with lo <= hi, both {bounds}")
+    expect(ok, name, value, f"[lo, hi] with lo <= hi, both {bounds}")
     return float(value[0]), float(value[1])
 
 
@@ -50,7 +41,7 @@ def _box_mask(x: torch.Tensor, top, left, height, width) -> torch.Tensor:
 @register_op("noise")
 def noise(x: torch.Tensor, gen: torch.Generator, std: float = 0.05, p: float = 0.5):
     """Add gaussian noise of `std` (on the [0, 1] scale) to every pixel, clamped to [0, 1]."""
-    _expect(std >= 0, "std", std, "a number >= 0")
+    expect(std >= 0, "std", std, "a number >= 0")
     z = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
     return where(chosen(x, gen, p), (x + std * z).clamp(0.0, 1.0), x)
 
@@ -85,12 +76,12 @@ def blur(
     p: float = 0.5,
 ):
     """Gaussian blur, kernel x kernel pixels, sigma (pixels) uniform in the range per sample."""
-    _expect(
-        _is_int(kernel) and kernel > 0 and kernel % 2 == 1, "kernel", kernel, "an odd integer >= 1"
+    expect(
+        is_int(kernel) and kernel > 0 and kernel % 2 == 1, "kernel", kernel, "an odd integer >= 1"
     )
     # Reflect padding needs kernel // 2 < the image side.
     limit = 2 * min(x.shape[-2:]) - 1
-    _expect(kernel <= limit, "kernel", kernel, f"an odd integer <= {limit} for this image size")
+    expect(kernel <= limit, "kernel", kernel, f"an odd integer <= {limit} for this image size")
     lo, hi = _range("sigma", sigma, positive=True)
     s = uniform(x, gen, lo, hi)  # (B,) pixels
     keep = chosen(x, gen, p)
@@ -103,7 +94,7 @@ def blur(
 def cutout(x: torch.Tensor, gen: torch.Generator, size: int = 8, p: float = 1.0):
     """Zero a size x size square centred on a uniformly random pixel, clipped at the borders
     (DeVries & Taylor 2017), so squares near an edge are partly outside the image."""
-    _expect(_is_int(size) and size >= 0, "size", size, "an integer >= 0")
+    expect(is_int(size) and size >= 0, "size", size, "an integer >= 0")
     b, _, h, w = x.shape
     cy = torch.randint(0, h, (b,), generator=gen, device=x.device)
     cx = torch.randint(0, w, (b,), generator=gen, device=x.device)
@@ -140,6 +131,6 @@ def erasing(
     """torchvision's RandomErasing: fill a random rectangle with `value` (Zhong et al. 2017)."""
     scale = _range("scale", scale, high=1.0)
     ratio = _range("ratio", ratio, positive=True)
-    _expect(_is_number(value) and 0 <= value <= 1, "value", value, "a number in [0, 1]")
+    expect(_is_number(value) and 0 <= value <= 1, "value", value, "a number in [0, 1]")
     box = _box_mask(x, *_erasing_boxes(x, gen, scale, ratio))
     return x.masked_fill(box & chosen(x, gen, p).view(-1, 1, 1, 1), float(value))

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from cnnlab.augment.registry import chosen, register_op, uniform, where
+from cnnlab.augment.registry import chosen, expect, is_int, register_op, uniform, where
 
 
 @register_op("flip")
@@ -22,8 +22,7 @@ def crop(
 ):
     """Pad by `padding` pixels on every side, then cut a random window of the original size
     (torchvision's RandomCrop(size, padding, padding_mode))."""
-    if not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding = {padding!r}: expected an integer >= 0")
+    expect(is_int(padding) and padding >= 0, "padding", padding, "an integer >= 0")
     pad_modes = {"zero": "constant", "reflect": "reflect", "edge": "replicate"}
     if mode not in pad_modes:
         raise ValueError(f"mode = {mode!r}: expected one of {', '.join(pad_modes)}")
@@ -95,8 +94,7 @@ def _number(name: str, value, low: float, high: float = math.inf, high_open: boo
 def translate(x: torch.Tensor, gen: torch.Generator, pixels: int = 4, p: float = 1.0):
     """Shift each sample by whole pixels dx, dy, each uniform in [-pixels, pixels], zero fill
     (torchvision's affine(img, 0, [dx, dy], 1, [0, 0]))."""
-    if not isinstance(pixels, int) or isinstance(pixels, bool) or pixels < 0:
-        raise ValueError(f"pixels = {pixels!r}: expected an integer >= 0")
+    expect(is_int(pixels) and pixels >= 0, "pixels", pixels, "an integer >= 0")
     if pixels == 0:
         return x
     b = x.shape[0]

@@ -25,7 +25,7 @@ from cnnlab.registry import did_you_mean
 BatchTransform = Callable[
     [torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]
 ]
-Step = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+Step = BatchTransform  # one list entry has the same shape as the whole pipeline
 
 # random_subset's `magnitude` (0..10) sets each listed op's main strength to magnitude/10 of
 # this maximum, as RandAugment does; ops not listed keep the parameters they were given.

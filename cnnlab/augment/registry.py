@@ -40,3 +40,14 @@ def uniform(x: torch.Tensor, gen: torch.Generator, low: float, high: float) -> t
 def where(mask: torch.Tensor, changed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Per sample: `changed` where mask (B,) is set, else the input."""
     return torch.where(mask.view(-1, 1, 1, 1), changed, x)
+
+
+def expect(ok: bool, name: str, value, expected: str) -> None:
+    """The ValueError every op raises for a bad parameter: "name = value: expected ..."."""
+    if not ok:
+        raise ValueError(f"{name} = {value!r}: expected {expected}")
+
+
+def is_int(value) -> bool:
+    """An integer as YAML gives it: True/False are bools, not counts."""
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -113,7 +113,7 @@ def test_crop_bad_mode_raises_value_error_naming_the_modes(mode):
         crop(batch(), gen(), mode=mode)
 
 
-@pytest.mark.parametrize("padding", [-1, 1.5, "4"])
+@pytest.mark.parametrize("padding", [-1, 1.5, "4", True])
 def test_crop_bad_padding_raises_value_error(padding):
     with pytest.raises(ValueError, match="padding"):
         crop(batch(), gen(), padding=padding)
