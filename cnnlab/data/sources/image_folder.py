@@ -12,6 +12,7 @@ data.cache.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from cnnlab.config.schema import DataConfig
@@ -38,12 +39,25 @@ def read_folder(cfg: DataConfig) -> SourceSplits:
     classes = _class_dirs(split_dirs["train"])
     _check_classes(split_dirs["train"], classes)
     found = {name: _split_files(d, root, classes) for name, d in split_dirs.items()}
+    return decode_found(cfg, "folder", root, found, classes)
+
+
+def decode_found(
+    cfg: DataConfig,
+    source: str,
+    root: Path,
+    found: dict[str, tuple[list[Found], list[int]]],
+    classes: tuple[str, ...],
+    extra_stamps: Sequence[cache.Stamp] = (),
+) -> SourceSplits:
+    """The splits of the files found (split -> (files, class indices)), from the cache when
+    neither the files, `extra_stamps` (e.g. label files) nor the decode options changed."""
     listing = {
         name: ([path for path, _ in files], labels) for name, (files, labels) in found.items()
     }
-    stamps = [stamp for files, _ in found.values() for _, stamp in files]
+    stamps = [*extra_stamps, *(stamp for files, _ in found.values() for _, stamp in files)]
     return cache.cached_splits(
-        cfg, "folder", root, stamps, lambda: decode.decode_splits(cfg, listing, classes)
+        cfg, source, root, stamps, lambda: decode.decode_splits(cfg, listing, classes)
     )
 
 

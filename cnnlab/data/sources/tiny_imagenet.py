@@ -16,10 +16,10 @@ import os
 from pathlib import Path
 
 from cnnlab.config.schema import DataConfig
-from cnnlab.data import cache, decode
+from cnnlab.data import cache
 from cnnlab.data.imageset import SourceSplits
 from cnnlab.data.registry import register_source
-from cnnlab.data.sources.image_folder import Found, list_images, require_root
+from cnnlab.data.sources.image_folder import Found, decode_found, list_images, require_root
 from cnnlab.errors import DataError
 
 _EXPECTED = "the unpacked tiny-imagenet-200 folder (wnids.txt, train/<wnid>/images/*.JPEG)"
@@ -33,14 +33,10 @@ def read_tiny_imagenet(cfg: DataConfig) -> SourceSplits:
     found = {"train": _train_files(root, wnids)}
     if (root / "val").is_dir():
         found["val"] = _val_files(root, wnids)
-    listing = {name: ([p for p, _ in files], labels) for name, (files, labels) in found.items()}
     # The labels come from the text files too, so they are part of the cache key.
     texts = [root / "wnids.txt", root / "words.txt", root / "val" / "val_annotations.txt"]
-    stamps = [_stamp(p, root) for p in texts if p.is_file()]
-    stamps += [stamp for files, _ in found.values() for _, stamp in files]
-    return cache.cached_splits(
-        cfg, "tiny-imagenet", root, stamps, lambda: decode.decode_splits(cfg, listing, classes)
-    )
+    label_stamps = [_stamp(p, root) for p in texts if p.is_file()]
+    return decode_found(cfg, "tiny-imagenet", root, found, classes, label_stamps)
 
 
 def _read_wnids(path: Path) -> list[str]:
