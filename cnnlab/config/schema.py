@@ -81,9 +81,19 @@ class OptimConfig(Section):
     name: str = "adam"
     lr: float = Field(default=3e-3, gt=0.0)  # peak learning rate, reached after warm-up
     weight_decay: float = Field(default=0.0, ge=0.0)
-    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)  # sgd, rmsprop
-    nesterov: bool = False  # sgd
-    betas: tuple[float, float] = (0.9, 0.999)  # adam, adamw
+    # Weight decay on normalisation weights and biases too; off is the usual practice (timm's
+    # filter_bias_and_bn), since decaying a BatchNorm scale only fights the normalisation.
+    decay_norm_and_bias: bool = False
+    # Per-group learning-rate multipliers by parameter name: a module name ("classifier"), a
+    # full parameter name or a glob ("features.0.*"); the longest matching key wins.
+    lr_mult: dict[str, float] = {}
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)  # sgd, rmsprop, muon
+    nesterov: bool = False  # sgd, muon
+    dampening: float = Field(default=0.0, ge=0.0, lt=1.0)  # sgd
+    betas: tuple[float, float] = (0.9, 0.999)  # adam, adamw, lamb, lion
+    alpha: float = Field(default=0.99, gt=0.0, lt=1.0)  # rmsprop: squared-gradient average
+    rho: float = Field(default=0.9, gt=0.0, lt=1.0)  # adadelta: squared-gradient average
+    eps: float | None = Field(default=None, gt=0.0)  # None: each optimizer's torch default
 
     @field_validator("betas")
     @classmethod
@@ -92,11 +102,37 @@ class OptimConfig(Section):
             raise ValueError("both betas must lie in [0, 1)")
         return v
 
+    @field_validator("lr_mult")
+    @classmethod
+    def _positive_mults(cls, v: dict[str, float]) -> dict[str, float]:
+        for key, mult in v.items():
+            if mult < 0:
+                raise ValueError(f"multiplier of {key!r} is {mult}; expected >= 0 (0 freezes)")
+        return v
+
 
 class ScheduleConfig(Section):
+    # Stepped per optimizer step (constant, cosine, linear, onecycle) or per epoch (step,
+    # multistep, exponential, plateau); warm-up is always per step.
     name: str = "cosine"
     warmup_epochs: float = Field(default=0.0, ge=0.0)  # linear ramp from 0 to optim.lr
     min_lr: float = Field(default=0.0, ge=0.0)  # floor of decaying schedules
+    # Multiplicative decay: step and multistep per drop, exponential per epoch, plateau per
+    # reduction. None: 0.1, except exponential 0.95.
+    gamma: float | None = Field(default=None, gt=0.0, lt=1.0)
+    step_size: int = Field(default=10, ge=1)  # step: epochs between drops
+    milestones: list[int] = [10, 15]  # multistep: epochs after which the lr drops
+    pct_start: float = Field(default=0.3, gt=0.0, lt=1.0)  # onecycle: share of steps rising
+    monitor: str = "val_loss"  # plateau: the per-epoch metric it watches
+    mode: Literal["min", "max"] = "min"  # plateau: whether the metric should fall or rise
+    patience: int = Field(default=3, ge=0)  # plateau: epochs without improvement per reduction
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if any(m < 1 for m in v) or any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError("expected increasing epoch numbers >= 1, e.g. [10, 15]")
+        return v
 
 
 class EarlyStoppingConfig(Section):
@@ -109,13 +145,28 @@ class EarlyStoppingConfig(Section):
 class TrainConfig(Section):
     epochs: int = Field(default=20, ge=1)
     batch_size: int = Field(default=64, ge=1)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast (+ scaler: fp16)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     seed: int = 0
     deterministic: bool = False  # bit-reproducible kernels (slower on GPU)
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
     grad_clip: float | None = Field(default=None, gt=0.0)  # max global grad norm
+    # Decay of an exponential moving average of the weights, updated every optimizer step;
+    # evaluation and best.safetensors use the average. None: off.
+    ema: float | None = Field(default=None, gt=0.0, lt=1.0)
     channels_last: bool = False
+    compile: bool = False  # torch.compile the model (first steps are slow while it compiles)
+    accumulate: int = Field(default=1, ge=1)  # batches whose gradients add up to one step
+    # Wall-clock budget of one `cnnlab train` invocation; the run stops at the next step, saves
+    # a resumable checkpoint and ends with status time_limit. None: no limit.
+    max_minutes: float | None = Field(default=None, gt=0.0)
+    # Divergence guard: a logged loss above spike_factor x the running median of the recent
+    # logged losses counts as divergence, like NaN/inf. None: only NaN/inf.
+    spike_factor: float | None = Field(default=10.0, gt=1.0)
+    # stop: end the run (status diverged, exit 3); rollback: restore the last good checkpoint,
+    # halve the learning rate and go on (at most max_rollbacks times, then stop).
+    on_divergence: Literal["stop", "rollback"] = "stop"
+    max_rollbacks: int = Field(default=3, ge=1)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
 
 
