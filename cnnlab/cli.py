@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, ConfigError
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", parents=[debug], help="train a model; writes a run dir")
     _config_args(train)
+    train.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue that run from its last checkpoint (overrides: train.epochs, "
+        "train.max_minutes, train.device)",
+    )
     train.set_defaults(func=cmd_train)
 
     config = commands.add_parser("config", help="show resolved configs and recipes")
@@ -162,17 +168,22 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        if args.config:
+            raise ConfigError("--resume continues a run with its own config; drop -c/--config")
+        from cnnlab.train.experiment import resume
+
+        return _exit_code(resume(args.resume, args.overrides).status)
     from cnnlab.config import load_config
 
     config = load_config(args.config, args.overrides)  # before importing torch: errors come fast
     from cnnlab.train.experiment import train
 
-    result = train(config)
-    if result.status == "diverged":
-        return EXIT_DIVERGED
-    if result.status == "interrupted":
-        return EXIT_INTERRUPTED
-    return 0
+    return _exit_code(train(config).status)
+
+
+def _exit_code(status: str) -> int:
+    return {"diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}.get(status, 0)
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:

@@ -130,7 +130,7 @@ class ScheduleConfig(Section):
     @field_validator("milestones")
     @classmethod
     def _increasing(cls, v: list[int]) -> list[int]:
-        if any(m < 1 for m in v) or any(b <= a for a, b in zip(v, v[1:])):
+        if any(m < 1 for m in v) or any(b <= a for a, b in zip(v, v[1:], strict=False)):
             raise ValueError("expected increasing epoch numbers >= 1, e.g. [10, 15]")
         return v
 

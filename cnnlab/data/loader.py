@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader
 
 from cnnlab.data.imageset import ImageSet
 
@@ -53,6 +53,9 @@ class DeviceLoader:
         # Training drops a last partial batch: a batch of 1 breaks BatchNorm, and a short batch
         # would weigh its examples more. Evaluation sees every image.
         self.drop_last = shuffle and len(data) > batch_size
+        self._order: torch.Tensor | None = None  # set while an epoch is under way
+        self._position = 0  # batches of this epoch already handed out
+        self._order_device = device
 
     def _store(self, data: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         return data.images.to(device), data.labels.to(device)  # (N, C, H, W) uint8, (N,) int64
@@ -62,14 +65,29 @@ class DeviceLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.labels)
-        if self.shuffle:
-            order = torch.randperm(n, device=self.device, generator=self.generator)
-        else:
-            order = torch.arange(n, device=self.device)
-        for i in range(len(self)):
+        order = self._epoch_order()
+        while self._position < len(self):
+            i = self._position
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            self._position += 1  # counted before the yield: a state saved now resumes after it
             yield self.prepare(self.images[index], self.labels[index])
+        self._order = None
+
+    def _epoch_order(self) -> torch.Tensor:
+        """This epoch's order: a fresh one, or the one of an epoch resumed mid-way."""
+        if self._order is None:
+            n = len(self.labels)
+            if self.shuffle:
+                self._order = torch.randperm(
+                    n, generator=self._order_generator(), device=self._order_device
+                )
+            else:
+                self._order = torch.arange(n, device=self._order_device)
+            self._position = 0
+        return self._order
+
+    def _order_generator(self) -> torch.Generator:
+        return self.generator
 
     def prepare(
         self, images: torch.Tensor, labels: torch.Tensor
@@ -82,15 +100,25 @@ class DeviceLoader:
         x = torch.addcmul(self._shift, x, self._scale)
         return x.contiguous(memory_format=self.memory_format), y
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"generator": self.generator.get_state()}
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
+        """The generator, and mid-epoch also the epoch's order and the next batch, so that a
+        run stopped between two steps resumes with exactly the batches it would have seen."""
+        state: dict[str, torch.Tensor | int] = {"generator": self.generator.get_state()}
+        if self._order is not None:
+            state |= {"order": self._order.cpu(), "position": self._position}
+        return state
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
         self.generator.set_state(state["generator"].cpu())
+        if "order" in state:
+            self._order = state["order"].to(self._order_device)
+            self._position = int(state["position"])
+        else:
+            self._order, self._position = None, 0
 
 
 class _Batches(torch.utils.data.Dataset):
-    """Indexed by a list of indices (from a BatchSampler): one gather per batch in a worker."""
+    """Indexed by a batch's index tensor: one gather per batch in a worker."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
         self.images, self.labels = images, labels
@@ -98,7 +126,7 @@ class _Batches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[index], self.labels[index]
 
 
@@ -110,34 +138,36 @@ class StreamLoader(DeviceLoader):
         self.num_workers = num_workers
         # The order lives on the host; the device generator above still drives augmentation.
         self.order_generator = torch.Generator().manual_seed(seed)
+        self._order_device = torch.device("cpu")
 
     def _store(self, data: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         return data.images, data.labels  # stay in host memory
 
+    def _order_generator(self) -> torch.Generator:
+        return self.order_generator
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        dataset = _Batches(self.images, self.labels)
-        sampler = (
-            RandomSampler(dataset, generator=self.order_generator)
-            if self.shuffle
-            else SequentialSampler(dataset)
-        )
+        order, size = self._epoch_order(), self.batch_size
         batches = DataLoader(
-            dataset,
-            sampler=BatchSampler(sampler, self.batch_size, drop_last=self.drop_last),
-            batch_size=None,  # the sampler already yields whole batches of indices
+            _Batches(self.images, self.labels),
+            # Each sampler item is one batch's index list, from the position a resume left.
+            sampler=[order[i * size : (i + 1) * size] for i in range(self._position, len(self))],
+            batch_size=None,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
         )
         for images, labels in batches:
+            self._position += 1
             yield self.prepare(
                 images.to(self.device, non_blocking=True),
                 labels.to(self.device, non_blocking=True),
             )
+        self._order = None
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
         return super().state_dict() | {"order_generator": self.order_generator.get_state()}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
         super().load_state_dict(state)
         self.order_generator.set_state(state["order_generator"])
 

@@ -6,6 +6,7 @@ It takes plain dicts and strings; it knows nothing of the trainer that calls it.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import time
@@ -36,6 +37,7 @@ class RunDir:
         self._csv_file = None
         self._csv_writer: csv.DictWriter | None = None
         self._tensorboard = None
+        self._purge_step: int | None = None
 
     @classmethod
     def create(cls, root: str | Path, name: str) -> RunDir:
@@ -57,6 +59,29 @@ class RunDir:
             (path / "checkpoints").mkdir()
             return cls(path)
         raise ConfigError(f"run.dir = {str(root)!r}: too many runs named {stem}")
+
+    @classmethod
+    def reopen(cls, path: Path, history: list[dict[str, Any]]) -> RunDir:
+        """An existing run directory, its metric files cut back to `history` (the epochs its
+        checkpoint knows): epochs logged after that checkpoint will be trained again."""
+        run = cls(path)
+        run.rewrite_metrics(history)
+        # TensorBoard drops its events from this epoch on, for the same reason.
+        run._purge_step = len(history) + 1
+        return run
+
+    def rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
+        """metrics.jsonl and metrics.csv hold exactly `history`, one line per epoch."""
+        if self._csv_file is not None:
+            self._csv_file.close()
+            self._csv_file, self._csv_writer = None, None
+        self.write_text("metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+        table = io.StringIO()
+        if history:
+            writer = csv.DictWriter(table, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+        self.write_text("metrics.csv", table.getvalue())
 
     def write_text(self, name: str, text: str) -> None:
         write_text_atomic(self.path / name, text)
@@ -86,7 +111,9 @@ class RunDir:
             # Imported here: TensorBoard costs ~1 s to import and only training writes events.
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tensorboard = SummaryWriter(log_dir=str(self.path / "tensorboard"))
+            self._tensorboard = SummaryWriter(
+                log_dir=str(self.path / "tensorboard"), purge_step=self._purge_step
+            )
         return self._tensorboard
 
     def close(self) -> None:

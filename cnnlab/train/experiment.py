@@ -6,6 +6,7 @@ device) is built before the run directory exists, so a bad config leaves nothing
 
 from __future__ import annotations
 
+import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,23 +16,35 @@ import torch
 from rich.console import Console
 
 from cnnlab import augment, data, models
-from cnnlab.config import Config, dump_yaml
+from cnnlab.config import Config, dump_yaml, load_config
 from cnnlab.errors import ConfigError
 from cnnlab.track.console import RunConsole
 from cnnlab.track.rundir import RunDir
 from cnnlab.train import optim, schedule
-from cnnlab.train.checkpoint import load_weights, rng_state, save_state, save_weights
+from cnnlab.train.checkpoint import (
+    load_state,
+    load_weights,
+    rng_state,
+    save_state,
+    save_weights,
+    set_rng_state,
+)
 from cnnlab.train.device import device_name, kernel_mode, resolve_device, seed_everything
+from cnnlab.train.ema import EMA
 from cnnlab.train.guard import DivergedError
 from cnnlab.train.loop import FitState, TrainParts, evaluate, fit
+from cnnlab.train.stop import Stopper
 
-EPOCH_METRICS = ("lr", "train_loss", "train_acc", "val_loss", "val_acc")
+# Per-epoch metrics that early stopping and the plateau schedule may watch.
+EPOCH_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "lr", "images_per_second")
+# What `--resume` may change: budgets and placement, nothing that shapes the training.
+RESUMABLE_CHANGES = ("train.epochs", "train.max_minutes", "train.device")
 
 
 @dataclass(frozen=True)
 class RunResult:
     path: Path
-    status: str  # completed | early_stopped | diverged | interrupted | failed
+    status: str  # completed | early_stopped | time_limit | diverged | interrupted | failed
     summary: dict[str, Any]
 
 
@@ -43,11 +56,12 @@ class Setup:
 
 
 def build(config: Config, device: torch.device) -> Setup:
-    if config.train.early_stopping.monitor not in EPOCH_METRICS:
-        raise ConfigError(
-            f"train.early_stopping.monitor = {config.train.early_stopping.monitor!r}: "
-            f"expected one of {', '.join(EPOCH_METRICS)}"
-        )
+    for key, metric in (
+        ("train.early_stopping.monitor", config.train.early_stopping.monitor),
+        ("schedule.monitor", config.schedule.monitor),
+    ):
+        if metric not in EPOCH_METRICS:
+            raise ConfigError(f"{key} = {metric!r}: expected one of {', '.join(EPOCH_METRICS)}")
     bundle = data.build(config.data)
     info = bundle.info
     model = models.build(config.model, info.num_classes, info.channels, info.image_size)
@@ -68,36 +82,110 @@ def build(config: Config, device: torch.device) -> Setup:
     )
     val_loader = eval_loader(bundle.val, config, info, device)
     optimizer = optim.build(model, config.optim)
-    scheduler = schedule.build(
-        optimizer, config.schedule, config.optim.lr, len(train_loader), config.train.epochs
-    )
+    steps_per_epoch = -(-len(train_loader) // config.train.accumulate)
+    scheduler = schedule.build(optimizer, config.schedule, steps_per_epoch, config.train.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
     views = augment.build_views(config.augment.tta)
-    parts = TrainParts(model, optimizer, scheduler, scaler, train_loader, val_loader, views)
+    ema = EMA(model, config.train.ema) if config.train.ema is not None else None
+    parts = TrainParts(model, optimizer, scheduler, scaler, train_loader, val_loader, views, ema)
+    if config.train.compile:
+        parts.net, parts.eval_net = torch.compile(parts.net), torch.compile(parts.eval_net)
     return Setup(parts, bundle, device)
 
 
 def train(config: Config, terminal: Console | None = None) -> RunResult:
+    """A new run of `config` in a new run directory."""
     device = resolve_device(config.train.device)
     with kernel_mode(config.train.deterministic):
         seed_everything(config.train.seed)
         setup = build(config, device)
         name = config.run.name or f"{config.data.name}-{config.model.name}"
         run = RunDir.create(config.run.dir, name)
-        out = RunConsole(run.path / "log.txt", terminal)
-        try:
-            return _run(config, setup, run, out)
-        finally:
-            out.close()
-            run.close()
+        return _run(config, setup, run, FitState(), terminal)
 
 
-def _run(config: Config, setup: Setup, run: RunDir, out: RunConsole) -> RunResult:
+def resume(
+    run_dir: str | Path, overrides: list[str] = (), terminal: Console | None = None
+) -> RunResult:
+    """Continue the run in `run_dir` from its last checkpoint, in the same directory. Only
+    RESUMABLE_CHANGES may be overridden, e.g. train.epochs=30 to train on past its end."""
+    path = Path(run_dir)
+    last = path / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise ConfigError(
+            f"--resume {run_dir}: no checkpoints/last.ckpt there (not a cnnlab run directory?)"
+        )
+    saved = load_state(last)
+    config = load_config(overrides=overrides, base=saved["config"])
+    _refuse_changes(saved["config"], config.to_dict(), overrides)
+    state = FitState()
+    state.load(saved["fit"])
+    _refuse_finished(path, state, config)
+    state.status = "running"
+    device = resolve_device(config.train.device)
+    with kernel_mode(config.train.deterministic):
+        setup = build(config, device)
+        load_resume_state(setup.parts, saved)
+        return _run(config, setup, RunDir.reopen(path, state.history), state, terminal)
+
+
+def _refuse_finished(path: Path, state: FitState, config: Config) -> None:
+    """A run that ended for a reason resuming would not change gets an error, not a no-op."""
+    rule, more = config.train.early_stopping, f"train.epochs={state.epoch + 10}"
+    if state.epoch >= config.train.epochs and state.partial is None:
+        why = f"completed after {state.epoch} epochs; to train on, raise train.epochs (e.g. {more})"
+    elif rule.patience is not None and state.bad_epochs >= rule.patience:
+        why = f"early_stopped at epoch {state.epoch} ({rule.monitor} stopped improving)"
+    elif _summary_status(path) == "diverged":
+        why = "diverged, and resuming would repeat it; start a new run with a lower optim.lr"
+    else:
+        return
+    raise ConfigError(f"--resume {path}: the run {why}")
+
+
+def _summary_status(path: Path) -> str | None:
+    try:
+        return json.loads((path / "summary.json").read_text())["status"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _refuse_changes(before: dict[str, Any], after: dict[str, Any], overrides: list[str]) -> None:
+    changed = [k for k in _diff(before, after) if k not in RESUMABLE_CHANGES]
+    if changed:
+        raise ConfigError(
+            f"--resume: {changed[0]} cannot change in a resumed run (only "
+            f"{', '.join(RESUMABLE_CHANGES)} can); start a new run with -c <run>/config.yaml"
+        )
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [k for key in a for k in _diff(a[key], b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _run(
+    config: Config, setup: Setup, run: RunDir, state: FitState, terminal: Console | None
+) -> RunResult:
+    out = RunConsole(run.path / "log.txt", terminal)
+    try:
+        return _fit_and_report(config, setup, run, state, out)
+    finally:
+        out.close()
+        run.close()
+
+
+def _fit_and_report(
+    config: Config, setup: Setup, run: RunDir, state: FitState, out: RunConsole
+) -> RunResult:
     parts, info = setup.parts, setup.bundle.info
     run.write_text("config.yaml", dump_yaml(config))
     run.write_text(
         "model.txt", models.summarize(parts.model, (info.channels, *info.image_size)).table() + "\n"
     )
+    if state.epoch or state.partial:
+        out.print(f"resuming after epoch {state.epoch}, step {state.step}", highlight=False)
     out.print(
         f"{info.name}: {len(setup.bundle.train)} train / {len(setup.bundle.val)} val images, "
         f"{info.num_classes} classes, {info.channels}×{info.image_size[0]}×{info.image_size[1]}"
@@ -115,37 +203,59 @@ def _run(config: Config, setup: Setup, run: RunDir, out: RunConsole) -> RunResul
 
     def checkpoint(state: FitState, improved: bool) -> None:
         if improved:
-            save_weights(parts.model, run.checkpoints / "best.safetensors")
+            save_weights(parts.eval_model, run.checkpoints / "best.safetensors")
         save_state(resume_state(config, parts, state), run.checkpoints / "last.ckpt")
+
+    def restore(state: FitState) -> None:
+        saved = load_state(run.checkpoints / "last.ckpt")
+        load_resume_state(parts, saved)
+        state.load(saved["fit"])
+        run.rewrite_metrics(state.history)
 
     def log_epoch(metrics: dict[str, Any]) -> None:
         run.log_epoch(metrics)
         out.epoch(metrics)
 
-    state, diagnosis = FitState(), []
+    stopper = Stopper(
+        config.train.max_minutes,
+        on_request=lambda: out.print("stopping after this step (Ctrl-C again to abort)"),
+    )
+    diagnosis: list[dict[str, str]] = []
     try:
         out.start_progress(config.train.epochs, len(parts.train_loader))
-        fit(
-            parts,
-            config.train,
-            state,
-            log_step=out.step,
-            log_epoch=log_epoch,
-            checkpoint=checkpoint,
-        )
+        if state.epoch == 0 and state.partial is None:
+            checkpoint(state, False)  # what a rollback or a resume in epoch 1 goes back to
+        with stopper.catching_ctrl_c():
+            fit(
+                parts,
+                config.train,
+                state,
+                log_step=out.step,
+                log_epoch=log_epoch,
+                checkpoint=checkpoint,
+                restore=restore,
+                stopper=stopper,
+            )
     except DivergedError as e:
         state.status = "diverged"
         diagnosis.append(e.divergence.finding())
     except KeyboardInterrupt:
-        state.status = "interrupted"  # last.ckpt from the last finished epoch stays valid
+        state.status = "interrupted"  # a second Ctrl-C: last.ckpt of the last epoch stays
     except BaseException:
         state.status = "failed"
         raise
     finally:
         out.stop_progress()
-        summary = make_summary(config, setup, run, state, diagnosis)
+        summary = make_summary(config, setup, run, state, [*state.events, *diagnosis])
         run.write_summary(summary)
         out.final_table(summary)
+        if state.status in ("interrupted", "time_limit"):
+            out.print(
+                f"resume with: cnnlab train --resume {run.path}",
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
+            )
         out.print(f"run: {run.path}", soft_wrap=True, highlight=False, markup=False)
     return RunResult(run.path, state.status, summary)
 
@@ -159,9 +269,22 @@ def resume_state(config: Config, parts: TrainParts, state: FitState) -> dict[str
         "optimizer": parts.optimizer.state_dict(),
         "scheduler": parts.scheduler.state_dict(),
         "scaler": parts.scaler.state_dict(),
+        "ema": parts.ema.state_dict() if parts.ema is not None else None,
         "train_loader": parts.train_loader.state_dict(),
         "rng": rng_state(),
     }
+
+
+def load_resume_state(parts: TrainParts, saved: dict[str, Any]) -> None:
+    """Put everything resume_state() saved back into freshly built parts."""
+    parts.model.load_state_dict(saved["model"])
+    parts.optimizer.load_state_dict(saved["optimizer"])
+    parts.scheduler.load_state_dict(saved["scheduler"])
+    parts.scaler.load_state_dict(saved["scaler"])
+    if parts.ema is not None:
+        parts.ema.load_state_dict(saved["ema"])
+    parts.train_loader.load_state_dict(saved["train_loader"])
+    set_rng_state(saved["rng"])
 
 
 def make_summary(
@@ -188,6 +311,7 @@ def make_summary(
             "python": platform.python_version(),
             "torch": torch.__version__,
         },
+        "rollbacks": state.rollbacks,
         "diagnosis": diagnosis,
         "skipped_files": list(setup.bundle.skipped),
     }
@@ -199,9 +323,9 @@ def test_accuracy(config: Config, setup: Setup, run: RunDir) -> float | None:
     best = run.checkpoints / "best.safetensors"
     if test is None or not best.exists():
         return None
-    setup.parts.model.load_state_dict(load_weights(best))
+    setup.parts.eval_model.load_state_dict(load_weights(best))
     loader = eval_loader(test, config, setup.bundle.info, setup.device)
-    return evaluate(setup.parts.model, loader, config.train.precision, setup.parts.views)[1]
+    return evaluate(setup.parts.eval_net, loader, config.train.precision, setup.parts.views)[1]
 
 
 def eval_loader(
@@ -229,4 +353,4 @@ def _version() -> str:
         return "unknown"
 
 
-__all__ = ["RunResult", "build", "train"]
+__all__ = ["RunResult", "build", "resume", "train"]

@@ -1,7 +1,8 @@
 """The training loop: epochs of explicit steps, evaluation, early stopping, checkpoint calls.
 
 Outward hooks are plain callables: log_step(dict) at logging points, log_epoch(dict) once per
-epoch (the per-epoch metrics a sweep pruner or a tracker consumes), checkpoint(state, improved).
+epoch (the per-epoch metrics a sweep pruner or a tracker consumes), checkpoint(state, improved),
+and restore(state), which puts the last checkpoint back (the divergence guard's rollback).
 """
 
 from __future__ import annotations
@@ -19,28 +20,43 @@ from torch import nn
 from cnnlab.augment.tta import Views
 from cnnlab.config.schema import EarlyStoppingConfig, TrainConfig
 from cnnlab.data.loader import DeviceLoader
-from cnnlab.train.guard import check_loss
+from cnnlab.train.ema import EMA
+from cnnlab.train.guard import DivergedError, check_loss
+from cnnlab.train.schedule import Schedule
+from cnnlab.train.stop import Stopper
 
-LOG_EVERY = 10  # steps between reads of the loss: each read waits for the device
+LOG_EVERY = 10  # optimizer steps between reads of the loss: each read waits for the device
 
 
 @dataclass
 class TrainParts:
-    model: nn.Module
+    model: nn.Module  # the trained weights (what checkpoints hold)
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scheduler: Schedule
     scaler: torch.amp.GradScaler
     train_loader: DeviceLoader
     val_loader: DeviceLoader
     views: Views | None = None  # test-time views (augment.tta) for every evaluation
+    ema: EMA | None = None
+    net: nn.Module | None = None  # what training calls: the model, or its torch.compile
+    eval_net: nn.Module | None = None  # what evaluation calls: the EMA or the model, maybe compiled
+
+    def __post_init__(self) -> None:
+        self.net = self.net or self.model
+        self.eval_net = self.eval_net or (self.ema.module if self.ema else self.model)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights evaluation uses: best.safetensors holds these."""
+        return self.ema.module if self.ema else self.model
 
 
 @dataclass
 class FitState:
-    """Where a run stands after its last completed epoch; all of it goes into last.ckpt."""
+    """Where a run stands; all of it goes into last.ckpt."""
 
-    epoch: int = 0
-    step: int = 0
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
     best: float | None = None  # best value of early_stopping.monitor so far
     best_epoch: int = 0
     bad_epochs: int = 0  # epochs since `best` last improved
@@ -48,9 +64,19 @@ class FitState:
     images_seen: int = 0
     status: str = "running"
     history: list[dict[str, Any]] = field(default_factory=list)
+    recent_losses: list[float] = field(default_factory=list)  # the divergence guard's window
+    rollbacks: int = 0
+    lr_scale: float = 1.0  # product of the rollbacks' halvings
+    events: list[dict[str, str]] = field(default_factory=list)  # rollbacks, for the diagnosis
+    partial: dict[str, Any] | None = None  # sums of an epoch stopped between two steps
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def load(self, saved: dict[str, Any]) -> None:
+        """Become the state saved by to_dict(), in place (the loop holds this object)."""
+        for name, value in FitState(**saved).__dict__.items():
+            setattr(self, name, value)
 
     def improve(self, value: float, rule: EarlyStoppingConfig) -> bool:
         """Record this epoch's monitored value; True when it is the best so far."""
@@ -82,34 +108,101 @@ def fit(
     log_step: Callable[[dict[str, Any]], None],
     log_epoch: Callable[[dict[str, Any]], None],
     checkpoint: Callable[[FitState, bool], None],
+    restore: Callable[[FitState], None] | None = None,
+    stopper: Stopper | None = None,
 ) -> FitState:
-    """Train epochs state.epoch+1 .. cfg.epochs; raises DivergedError when the loss blows up."""
+    """Train until cfg.epochs are done, early stopping, or a stop request; raises DivergedError
+    when the loss blows up and rollback is off or used up."""
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     rule = cfg.early_stopping
-    for epoch in range(state.epoch + 1, cfg.epochs + 1):
-        start = time.perf_counter()
-        train_loss, train_acc, lr = train_epoch(parts, cfg, loss_fn, state, epoch, log_step)
-        val_loss, val_acc = evaluate(parts.model, parts.val_loader, cfg.precision, parts.views)
+    stopper = stopper or Stopper()
+    while state.epoch < cfg.epochs:
+        epoch = state.epoch + 1
+        try:
+            totals = train_epoch(parts, cfg, loss_fn, state, epoch, log_step, stopper)
+        except DivergedError as e:
+            if (
+                cfg.on_divergence == "stop"
+                or restore is None
+                or state.rollbacks >= cfg.max_rollbacks
+            ):
+                raise
+            _roll_back(parts, state, restore, e)
+            continue
+        if totals is None:  # asked to stop between two steps
+            state.status = stopper.reason()
+            checkpoint(state, False)
+            return state
+        eval_start = time.perf_counter()
+        val_loss, val_acc = evaluate(parts.eval_net, parts.val_loader, cfg.precision, parts.views)
         metrics = {
             "epoch": epoch,
             "step": state.step,
-            "lr": lr,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
+            "lr": totals["lr"],
+            "train_loss": totals["train_loss"],
+            "train_acc": totals["train_acc"],
             "val_loss": val_loss,
             "val_acc": val_acc,
-            "seconds": time.perf_counter() - start,
+            "seconds": totals["seconds"] + time.perf_counter() - eval_start,
+            "images_per_second": totals["images_per_second"],
         }
-        state.epoch = epoch
+        state.epoch, state.partial = epoch, None
         state.history.append(metrics)
         improved = state.improve(metrics[rule.monitor], rule)
+        parts.scheduler.epoch_end(metrics)
         log_epoch(metrics)
         checkpoint(state, improved)
         if rule.patience is not None and state.bad_epochs >= rule.patience:
             state.status = "early_stopped"
             return state
+        if stopper.reason() is not None:  # Ctrl-C during evaluation: this checkpoint resumes
+            state.status = stopper.reason()
+            return state
     state.status = "completed"
     return state
+
+
+def _roll_back(
+    parts: TrainParts, state: FitState, restore: Callable[[FitState], None], e: DivergedError
+) -> None:
+    """Back to the last checkpoint with half the learning rate it had when the loss blew up."""
+    rollbacks, lr_scale = state.rollbacks + 1, state.lr_scale * 0.5
+    finding = e.divergence.finding()
+    events = [
+        *state.events,
+        {
+            "kind": "rollback",
+            "step": finding["step"],
+            "message": f"{finding['message']}; rolled back to epoch {{epoch}}, lr x{lr_scale:g}",
+        },
+    ]
+    restore(state)
+    events[-1]["message"] = events[-1]["message"].format(epoch=state.epoch)
+    parts.scheduler.scale(lr_scale / state.lr_scale)
+    state.rollbacks, state.lr_scale, state.events = rollbacks, lr_scale, events
+
+
+@dataclass
+class _Sums:
+    """Running sums of an epoch, on the device so that adding to them never waits for it."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+    window_loss: torch.Tensor | None = None  # since the last logging point
+    window_seen: int = 0
+    seconds: float = 0.0
+    batch: int = 0  # batches done
+
+    @classmethod
+    def resume(cls, partial: dict[str, Any] | None, device: torch.device) -> _Sums:
+        if partial is None:
+            zeros = [torch.zeros((), device=device, dtype=d) for d in (None, torch.int64, None)]
+            return cls(zeros[0], zeros[1], window_loss=zeros[2])  # three tensors, added in place
+        return cls(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in partial.items()})
+
+    def to_partial(self) -> dict[str, Any]:
+        return {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in self.__dict__.items()}
 
 
 def train_epoch(
@@ -119,54 +212,86 @@ def train_epoch(
     state: FitState,
     epoch: int,
     log_step: Callable[[dict[str, Any]], None],
-) -> tuple[float, float, float]:
-    """One pass over the training loader -> (mean loss, accuracy, lr of the last step)."""
-    model, optimizer, scaler = parts.model, parts.optimizer, parts.scaler
-    device = parts.train_loader.device
-    model.train()
-    loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen, batches, start = 0, len(parts.train_loader), time.perf_counter()
-    lr = optimizer.param_groups[0]["lr"]
-    for i, (x, y) in enumerate(parts.train_loader):  # x: (B, C, H, W) float, y: (B,) int64
+    stopper: Stopper,
+) -> dict[str, float] | None:
+    """The rest of epoch `epoch` -> its train metrics, or None when `stopper` asked to stop
+    (state.partial then holds the sums so far; the loader knows its position)."""
+    optimizer, scaler, loader = parts.optimizer, parts.scaler, parts.train_loader
+    device, batches, accumulate = loader.device, len(loader), cfg.accumulate
+    sums = _Sums.resume(state.partial, device)
+    parts.model.train()
+    optimizer.zero_grad(set_to_none=True)  # a rolled-back step may have left gradients
+    start, lr, seen_before = time.perf_counter(), parts.scheduler.lr, sums.seen
+    for x, y in loader:  # x: (B, C, H, W) float, y: (B,) int64 or (B, K) mixed targets
+        group_start = sums.batch - sums.batch % accumulate
+        group_size = min(accumulate, batches - group_start)  # the last group may be short
         lr = optimizer.param_groups[0]["lr"]
         with autocast(device, cfg.precision):
-            logits = model(x)
+            logits = parts.net(x)
         loss = loss_fn(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(loss / group_size if group_size > 1 else loss).backward()
+        sums.batch += 1
+        _add(sums, loss.detach(), logits.detach(), y)
+        if sums.batch - group_start < group_size:
+            continue
         if cfg.grad_clip is not None:
             scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
+        optimizer.zero_grad(set_to_none=True)
         parts.scheduler.step()
+        if parts.ema is not None:
+            parts.ema.update()
         state.step += 1
-        loss_sum += loss.detach() * len(y)
-        # Mixed targets (B, K): a prediction counts as right when it names the larger share.
-        labels = y.argmax(dim=1) if y.ndim == 2 else y
-        correct += (logits.argmax(dim=1) == labels).sum()
-        seen += len(y)
-        if (i + 1) % LOG_EVERY == 0 or i + 1 == batches:
-            value = loss.item()  # logging point: the one device sync every LOG_EVERY steps
-            check_loss(value, state.step, lr)
-            elapsed = time.perf_counter() - start
+        if state.step % LOG_EVERY == 0 or sums.batch == batches:
+            value = (sums.window_loss / sums.window_seen).item()  # the sync of this window
+            check_loss(value, state.step, lr, state.recent_losses, cfg.spike_factor)
+            sums.window_loss, sums.window_seen = torch.zeros((), device=device), 0
+            elapsed = sums.seconds + time.perf_counter() - start
             log_step(
                 {
                     "epoch": epoch,
                     "step": state.step,
-                    "batch": i + 1,
+                    "batch": sums.batch,
                     "batches": batches,
                     "loss": value,
                     "lr": lr,
-                    "images_per_second": seen / max(elapsed, 1e-9),
+                    "images_per_second": sums.seen / max(elapsed, 1e-9),
                 }
             )
-    state.train_seconds += time.perf_counter() - start
-    state.images_seen += seen
-    mean_loss = (loss_sum / seen).item()
-    check_loss(mean_loss, state.step, lr)
-    return mean_loss, (correct / seen).item(), lr
+        if sums.batch < batches and stopper.reason() is not None:
+            _account(state, sums, start, seen_before)
+            state.partial = sums.to_partial()
+            return None
+    _account(state, sums, start, seen_before)
+    return {
+        "lr": lr,
+        "train_loss": (sums.loss / sums.seen).item(),
+        "train_acc": (sums.correct / sums.seen).item(),
+        "images_per_second": sums.seen / max(sums.seconds, 1e-9),
+        "seconds": sums.seconds,
+    }
+
+
+def _add(sums: _Sums, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+    n = len(y)
+    sums.loss += loss * n
+    sums.window_loss += loss * n
+    # Mixed targets (B, K): a prediction counts as right when it names the larger share.
+    labels = y.argmax(dim=1) if y.ndim == 2 else y
+    sums.correct += (logits.argmax(dim=1) == labels).sum()
+    sums.seen += n
+    sums.window_seen += n
+
+
+def _account(state: FitState, sums: _Sums, start: float, seen_before: int) -> None:
+    """Add this stretch of training (since `start`, after `seen_before` images of the epoch)
+    to the run's totals."""
+    stretch = time.perf_counter() - start
+    state.train_seconds += stretch
+    state.images_seen += sums.seen - seen_before
+    sums.seconds += stretch
 
 
 @torch.inference_mode()

@@ -1,0 +1,49 @@
+"""Requests to stop a run between two steps: Ctrl-C and train.max_minutes.
+
+The loop asks `reason()` after every step. Stopping there, not wherever SIGINT happens to land,
+means the model and optimizer are never saved half-updated, so the checkpoint written on the way
+out resumes exactly. A second Ctrl-C raises KeyboardInterrupt at once, for a stuck step.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+class Stopper:
+    def __init__(self, max_minutes: float | None = None, on_request: Callable[[], None] = None):
+        self.deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
+        self.requested: str | None = None
+        self._on_request = on_request  # e.g. tell the user the run will stop after this step
+
+    def reason(self) -> str | None:
+        """None to go on, or the status to end with: interrupted | time_limit."""
+        if self.requested is None and self.deadline is not None:
+            if time.monotonic() >= self.deadline:
+                self.requested = "time_limit"
+        return self.requested
+
+    @contextmanager
+    def catching_ctrl_c(self) -> Iterator[None]:
+        """While inside, the first SIGINT asks for a stop; outside the main thread (where no
+        handler can be installed) Ctrl-C keeps its default behaviour."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handle(signum, frame):
+            if self.requested == "interrupted":
+                raise KeyboardInterrupt
+            self.requested = "interrupted"
+            if self._on_request is not None:
+                self._on_request()
+
+        previous = signal.signal(signal.SIGINT, handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
