@@ -59,6 +59,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=cmd_train)
 
+    lr_find = commands.add_parser(
+        "lr-find",
+        parents=[debug],
+        help="LR range test: loss vs an exponentially growing lr, plot and suggestion",
+    )
+    _config_args(lr_find)
+    lr_find.add_argument("--start-lr", type=float, default=1e-7, metavar="LR")
+    lr_find.add_argument("--end-lr", type=float, default=10.0, metavar="LR")
+    lr_find.add_argument("--steps", type=int, default=200, help="steps of the sweep (default 200)")
+    lr_find.add_argument(
+        "-o", "--output", metavar="DIR", help="for lr_find.png/json (default: <run.dir>/lr-find)"
+    )
+    lr_find.set_defaults(func=cmd_lr_find)
+
     config = commands.add_parser("config", help="show resolved configs and recipes")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     show = config_commands.add_parser(
@@ -180,6 +194,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cnnlab.train.experiment import train
 
     return _exit_code(train(config).status)
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cnnlab.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    from cnnlab.train import lr_find
+
+    print(f"lr sweep {args.start_lr:g} -> {args.end_lr:g} over up to {args.steps} steps ...")
+    result = lr_find.find_lr(config, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)
+    png_dir = Path(args.output) if args.output else Path(config.run.dir) / "lr-find"
+    json_path, png_path = lr_find.write(result, png_dir)
+    if result.suggested_lr is None:
+        print("no suggestion: the loss never fell over the sweep; widen --start-lr/--end-lr")
+    else:
+        print(f"suggested lr: {result.suggested_lr:.3g}  (steepest descent of the loss)")
+    print(f"lowest loss at lr {result.min_loss_lr:.3g}; plot: {png_path}; data: {json_path}")
+    return 0
 
 
 def _exit_code(status: str) -> int:

@@ -119,3 +119,19 @@ def test_summary_prints_the_model_table(capsys):
 def test_summary_rejects_an_option_the_model_does_not_take(capsys):
     assert main(["summary", "model.name=mlp", "model.se=true"]) == 2
     assert "model.se is not an option of model 'mlp'" in capsys.readouterr().err
+
+
+def test_lr_find_prints_a_suggestion_and_writes_plot_and_json(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["lr-find", "--steps", "40", "--start-lr", "1e-5", "-o", str(out), "model.width=8"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    data = json.loads((out / "lr_find.json").read_text())
+    assert f"suggested lr: {data['suggested_lr']:.3g}" in printed
+    assert (out / "lr_find.png").stat().st_size > 0 and str(out / "lr_find.png") in printed
+
+
+def test_lr_find_bad_option_is_one_line_exit_2(capsys):
+    assert main(["lr-find", "--start-lr", "1", "--end-lr", "0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--end-lr" in err[0]

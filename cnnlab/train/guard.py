@@ -23,16 +23,17 @@ class Divergence:
     step: int
     lr: float
     loss: float
-    median: float | None = None  # set for a spike, None for NaN/inf
+    baseline: float | None = None  # what the loss jumped above; None for NaN/inf
+    baseline_name: str = ""  # "its running median", "a uniform guess (ln K)"
 
     def finding(self) -> dict[str, str]:
         """An entry of summary.json's diagnosis list."""
-        if self.median is None:
+        if self.baseline is None:
             what = f"loss became {self.loss} at step {self.step} with lr {self.lr:.3g}"
         else:
             what = (
                 f"loss jumped to {self.loss:.4g} at step {self.step} with lr {self.lr:.3g}, "
-                f"{self.loss / self.median:.1f}x its running median {self.median:.4g}"
+                f"{self.loss / self.baseline:.3g}x {self.baseline_name} {self.baseline:.4g}"
             )
         return {
             "kind": "diverged",
@@ -54,15 +55,29 @@ class DivergedError(Exception):
 
 
 def check_loss(
-    loss: float, step: int, lr: float, recent: list[float], spike_factor: float | None
+    loss: float,
+    step: int,
+    lr: float,
+    recent: list[float],
+    spike_factor: float | None,
+    num_classes: int,
 ) -> None:
-    """Raise DivergedError for a non-finite loss or a spike over `recent` (the last logged
-    losses, oldest first); otherwise append `loss` to `recent`, keeping the last RECENT."""
+    """Raise DivergedError for a non-finite loss, or (with spike_factor) a loss that many times
+    a uniform guess's ln(num_classes) or the median of `recent` (the last logged losses, oldest
+    first). Otherwise append `loss` to `recent`, keeping the last RECENT.
+
+    The uniform-guess bound catches an lr so absurd that the loss is huge from the first step
+    on: BatchNorm can keep it finite, and the median then rises with it."""
     if not math.isfinite(loss):
         raise DivergedError(Divergence(step=step, lr=lr, loss=loss))
-    if spike_factor is not None and len(recent) >= MIN_RECENT:
-        median = statistics.median(recent)
-        if loss > spike_factor * max(median, MEDIAN_FLOOR):
-            raise DivergedError(Divergence(step=step, lr=lr, loss=loss, median=median))
+    if spike_factor is not None:
+        chance = math.log(max(num_classes, 2))
+        if loss > spike_factor * chance:
+            name = f"the loss of a uniform guess over {num_classes} classes"
+            raise DivergedError(Divergence(step, lr, loss, chance, name))
+        if len(recent) >= MIN_RECENT:
+            median = statistics.median(recent)
+            if loss > spike_factor * max(median, MEDIAN_FLOOR):
+                raise DivergedError(Divergence(step, lr, loss, median, "its running median"))
     recent.append(loss)
     del recent[:-RECENT]

@@ -174,6 +174,7 @@ def _roll_back(
             "kind": "rollback",
             "step": finding["step"],
             "message": f"{finding['message']}; rolled back to epoch {{epoch}}, lr x{lr_scale:g}",
+            "advice": f"next time start from optim.lr <= {e.divergence.lr * 0.5:.3g}",
         },
     ]
     restore(state)
@@ -246,7 +247,9 @@ def train_epoch(
         state.step += 1
         if state.step % LOG_EVERY == 0 or sums.batch == batches:
             value = (sums.window_loss / sums.window_seen).item()  # the sync of this window
-            check_loss(value, state.step, lr, state.recent_losses, cfg.spike_factor)
+            check_loss(
+                value, state.step, lr, state.recent_losses, cfg.spike_factor, logits.shape[-1]
+            )
             sums.window_loss, sums.window_seen = torch.zeros((), device=device), 0
             elapsed = sums.seconds + time.perf_counter() - start
             log_step(

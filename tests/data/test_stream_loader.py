@@ -60,3 +60,26 @@ def test_make_loader_streams_only_sets_above_the_limit(images):
     size_mb = images.images.numel() / 2**20
     assert type(make_loader(images, max_resident_mb=size_mb * 2, **kw)) is DeviceLoader
     assert type(make_loader(images, max_resident_mb=size_mb / 2, **kw)) is StreamLoader
+
+
+@pytest.mark.parametrize("cls", [DeviceLoader, StreamLoader])
+@pytest.mark.parametrize("stop_after", [0, 1, 3, 5])
+def test_a_state_saved_mid_epoch_resumes_with_the_remaining_batches(images, cls, stop_after):
+    """What a run stopped between two steps relies on: the same rest of the epoch, the same
+    augmentation draws, then the same next epoch."""
+
+    def noisy(x, y, gen):
+        return x + 0.01 * torch.rand(x.shape, generator=gen, device=x.device), y
+
+    a = loader(cls, images, shuffle=True, seed=1, transform=noisy)
+    list(a)  # a whole epoch first: the mid-epoch state must not be confused with a fresh one
+    batches = iter(a)
+    for _ in range(stop_after):
+        next(batches)
+    saved = a.state_dict()
+    expected = [x for x, _ in batches] + [x for x, _ in a]  # rest of this epoch, then the next
+    b = loader(cls, images, shuffle=True, seed=99, transform=noisy)
+    b.load_state_dict(saved)
+    resumed = [x for x, _ in b] + [x for x, _ in b]
+    assert len(resumed) == len(expected) == 2 * len(a) - stop_after
+    assert all(torch.equal(x, e) for x, e in zip(resumed, expected, strict=True))

@@ -1,0 +1,156 @@
+"""The trainer's options end to end on the real digits set: rollback, EMA, accumulation,
+precision, compile, and every schedule training a few steps with its lr logged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from cnnlab.train.checkpoint import load_state, load_weights
+from cnnlab.train.experiment import train
+from cnnlab.train.schedule import SCHEDULES
+
+
+def epochs(result) -> list[dict]:
+    return [json.loads(x) for x in (result.path / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_rollback_restores_the_last_checkpoint_and_halves_the_lr_until_training_holds(quick):
+    result = train(
+        quick(
+            "optim.name=sgd",
+            "optim.lr=50",
+            "train.epochs=3",
+            "train.on_divergence=rollback",
+            "train.max_rollbacks=8",
+        )
+    )
+    assert result.status == "completed" and result.summary["rollbacks"] >= 2
+    rollbacks = [f for f in result.summary["diagnosis"] if f["kind"] == "rollback"]
+    assert len(rollbacks) == result.summary["rollbacks"]
+    assert "rolled back to epoch 0, lr x0.5" in rollbacks[0]["message"]
+    assert "rolled back to epoch 0, lr x0.25" in rollbacks[1]["message"]
+    assert [m["epoch"] for m in epochs(result)] == [1, 2, 3]  # no epoch logged twice
+    scale = 0.5 ** result.summary["rollbacks"]
+    saved = load_state(result.path / "checkpoints" / "last.ckpt")
+    assert saved["fit"]["lr_scale"] == scale and saved["scheduler"]["scale"] == scale
+
+
+def test_rollbacks_used_up_end_the_run_diverged(quick):
+    result = train(
+        quick(
+            "optim.name=sgd",
+            "optim.lr=1e6",
+            "train.on_divergence=rollback",
+            "train.max_rollbacks=2",
+        )
+    )
+    assert result.status == "diverged"
+    kinds = [f["kind"] for f in result.summary["diagnosis"]]
+    assert kinds == ["rollback", "rollback", "diverged"]
+
+
+def test_ema_weights_are_what_evaluation_and_best_checkpoint_use(quick):
+    result = train(quick("train.ema=0.9", "train.epochs=2"))
+    saved = load_state(result.path / "checkpoints" / "last.ckpt")
+    best = load_weights(result.path / "checkpoints" / "best.safetensors")
+    key = next(k for k in best if k.endswith("weight"))
+    if result.summary["best_epoch"] == 2:
+        assert torch.equal(best[key], saved["ema"][key])
+    assert not torch.equal(saved["ema"][key], saved["model"][key])
+
+
+def test_ema_update_matches_torch_averaged_model():
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from cnnlab.train.ema import EMA
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+    ours = EMA(model, 0.9)
+    theirs = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    theirs.update_parameters(model)  # torch's first update copies; ours copied at creation
+    for _ in range(5):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model(torch.randn(8, 4))  # moves the BatchNorm statistics
+        ours.update()
+        theirs.update_parameters(model)
+    for mine, ref in zip(
+        ours.module.state_dict().values(), theirs.module.state_dict().values(), strict=True
+    ):
+        if mine.is_floating_point():  # torch leaves BatchNorm's counter at 0; we copy it
+            torch.testing.assert_close(mine, ref)
+
+
+def test_accumulating_two_half_batches_equals_one_full_batch(quick):
+    """mlp has no BatchNorm, so 2 x 32 accumulated is the same gradient as 64 at once; the
+    shuffled order is the same permutation cut finer."""
+    common = ("model.name=mlp", "train.epochs=1", "schedule.name=constant", "optim.name=sgd")
+    whole = train(quick(*common, "train.batch_size=64"))
+    halves = train(quick(*common, "train.batch_size=32", "train.accumulate=2"))
+    assert halves.summary["steps"] == whole.summary["steps"] == 1438 // 64
+    a = load_state(whole.path / "checkpoints" / "last.ckpt")["model"]
+    b = load_state(halves.path / "checkpoints" / "last.ckpt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def test_uneven_accumulation_steps_on_the_short_last_group(quick):
+    # 1438 // 64 = 22 batches in groups of 3: 7 full groups and one of 1.
+    result = train(quick("train.epochs=1", "train.accumulate=3"))
+    assert result.status == "completed" and result.summary["steps"] == 8
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_trains_on_cpu(quick, precision):
+    result = train(quick(f"train.precision={precision}", "train.epochs=2"))
+    assert result.status == "completed" and result.summary["final_val_acc"] > 0.5
+
+
+@pytest.mark.skipif(
+    shutil.which("gcc") is None and shutil.which("cc") is None, reason="no C compiler"
+)
+def test_compiled_model_trains_and_saves_plain_weights(quick):
+    result = train(quick("train.compile=true", "train.epochs=1", "model.name=mlp"))
+    assert result.status == "completed"
+    weights = load_weights(result.path / "checkpoints" / "best.safetensors")
+    assert not any(k.startswith("_orig_mod") for k in weights)  # loadable without compile
+
+
+@pytest.mark.parametrize("name", SCHEDULES.names())
+def test_every_schedule_trains_and_logs_its_lr(quick, name):
+    result = train(
+        quick(
+            f"schedule.name={name}",
+            "train.epochs=3",
+            "schedule.step_size=1",
+            "schedule.milestones=[2]",
+            "schedule.patience=0",
+            "schedule.monitor=train_loss",  # falls every epoch: under mode max, a plateau
+            "schedule.mode=max",
+        )
+    )
+    lrs = [m["lr"] for m in epochs(result)]
+    assert result.status == "completed" and result.summary["final_val_acc"] > 0.3
+    if name == "constant":
+        assert lrs == [3e-3] * 3
+    else:
+        assert lrs[-1] < lrs[0] or name == "onecycle", lrs  # every decaying schedule decays
+
+
+def test_early_stopping_watches_any_logged_metric(quick):
+    result = train(
+        quick(
+            "train.epochs=8",
+            "train.early_stopping.monitor=val_loss",
+            "train.early_stopping.mode=min",
+            "train.early_stopping.patience=1",
+            "train.early_stopping.min_delta=10",  # nothing improves by 10
+        )
+    )
+    assert result.status == "early_stopped" and result.summary["epochs_run"] == 2
