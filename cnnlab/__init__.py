@@ -2,6 +2,7 @@
 
 Public API:
     train(config) -> RunResult      run one training, write its run directory
+    resume(run_dir, overrides)      continue a run from its last checkpoint, in its directory
     load_config(files, overrides)   resolve recipe <- YAML files <- key=value overrides
     load_run(path) -> Run           read a run directory back
 Torch is imported only when train() is called, so config tools start instantly.
@@ -32,6 +33,7 @@ __all__ = [
     "Run",
     "load_config",
     "load_run",
+    "resume",
     "train",
 ]
 
@@ -43,3 +45,11 @@ def train(config: Config | dict[str, Any]) -> RunResult:
     if not isinstance(config, Config):
         config = validate(config)
     return run_training(config)
+
+
+def resume(run_dir: str, overrides: list[str] = ()) -> RunResult:
+    """Continue the run in `run_dir` from checkpoints/last.ckpt (overrides: train.epochs,
+    train.max_minutes, train.device)."""
+    from cnnlab.train.experiment import resume as resume_training
+
+    return resume_training(run_dir, list(overrides))

@@ -20,3 +20,13 @@ def test_importing_cnnlab_does_not_import_torch():
     code = "import sys, cnnlab; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip() == "False"
+
+
+def test_resume_is_public(tmp_path):
+    import cnnlab
+
+    first = cnnlab.train(
+        {"train": {"epochs": 1}, "model": {"width": 8}, "run": {"dir": str(tmp_path)}}
+    )
+    more = cnnlab.resume(first.path, ["train.epochs=2"])
+    assert more.path == first.path and more.summary["epochs_run"] == 2

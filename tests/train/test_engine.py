@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import pytest
 import torch
@@ -154,3 +155,35 @@ def test_early_stopping_watches_any_logged_metric(quick):
         )
     )
     assert result.status == "early_stopped" and result.summary["epochs_run"] == 2
+
+
+def test_training_steps_read_from_the_device_only_at_logging_points(quick, monkeypatch):
+    """The step keeps loss and accuracy sums on the device; a read (.item(), bool(), float())
+    waits for a GPU. Count them over one epoch of 22 steps: 3 logging points + 2 epoch sums
+    (with EMA, grad clipping and a schedule on, each of which could hide a read)."""
+    from torch import nn
+
+    from cnnlab.train import loop
+    from cnnlab.train.device import resolve_device
+    from cnnlab.train.experiment import build
+    from cnnlab.train.stop import Stopper
+
+    config = quick("train.ema=0.99", "train.grad_clip=1.0", "schedule.warmup_epochs=0.5")
+    parts = build(config, resolve_device("cpu")).parts
+    reads = {"n": 0}
+    for name in ("item", "__bool__", "__float__", "__int__", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, **k):
+            # Reads by cnnlab's own code; torch's Adam reads its step count from a CPU tensor.
+            if "cnnlab" in sys._getframe(1).f_code.co_filename:
+                reads["n"] += 1
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    state = loop.FitState()
+    loss_fn = nn.CrossEntropyLoss()
+    totals = loop.train_epoch(parts, config.train, loss_fn, state, 1, lambda m: None, Stopper())
+    monkeypatch.undo()
+    assert state.step == 22 and totals["train_loss"] > 0
+    assert reads["n"] == 3 + 2

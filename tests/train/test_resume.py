@@ -87,6 +87,11 @@ def test_stopped_in_process_and_resumed_matches_the_unbroken_run(
     assert [line.split(",")[0] for line in csv_epochs] == ["1", "2", "3", "4"]
 
 
+# Bit-identity holds for one thread count (reductions split by thread); a subprocess would take
+# the machine's, so every run here gets one.
+ENV = os.environ | {"OMP_NUM_THREADS": "1"}
+
+
 def _train_command(run_dir: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
@@ -115,13 +120,13 @@ def _wait_for_epochs(run_root: Path, proc: subprocess.Popen, epochs: int) -> Pat
 @pytest.fixture(scope="module")
 def unbroken_six(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("six")
-    subprocess.run(_train_command(root), check=True, capture_output=True)
+    subprocess.run(_train_command(root), check=True, capture_output=True, env=ENV)
     return next(root.iterdir())
 
 
 def test_sigkill_mid_epoch_then_resume_matches_the_unbroken_run(tmp_path, unbroken_six):
     proc = subprocess.Popen(
-        _train_command(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        _train_command(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV
     )
     run = _wait_for_epochs(tmp_path, proc, 2)
     time.sleep(0.05)  # into epoch 3 (or later): somewhere no checkpoint is being written
@@ -132,6 +137,7 @@ def test_sigkill_mid_epoch_then_resume_matches_the_unbroken_run(tmp_path, unbrok
         [sys.executable, "-m", "cnnlab", "train", "--resume", str(run)],
         capture_output=True,
         text=True,
+        env=ENV,
     )
     assert done.returncode == 0, done.stderr
     assert "resuming after epoch" in done.stdout
@@ -141,7 +147,11 @@ def test_sigkill_mid_epoch_then_resume_matches_the_unbroken_run(tmp_path, unbrok
 
 def test_ctrl_c_checkpoints_mid_epoch_exits_130_and_resumes_exactly(tmp_path, unbroken_six):
     proc = subprocess.Popen(
-        _train_command(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        _train_command(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
     run = _wait_for_epochs(tmp_path, proc, 1)
     proc.send_signal(signal.SIGINT)
@@ -154,6 +164,7 @@ def test_ctrl_c_checkpoints_mid_epoch_exits_130_and_resumes_exactly(tmp_path, un
         [sys.executable, "-m", "cnnlab", "train", "--resume", str(run)],
         capture_output=True,
         text=True,
+        env=ENV,
     )
     assert resumed.returncode == 0, resumed.stderr
     assert_bit_identical(final_weights(run), final_weights(unbroken_six))
@@ -191,9 +202,3 @@ def test_cli_resume_errors_are_one_line_exit_2(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path), "-c", "x.yaml"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "no checkpoints/last.ckpt" in err[0] and "drop -c" in err[1]
-
-
-@pytest.fixture(autouse=True)
-def _single_thread_env(monkeypatch):
-    # Subprocesses inherit this: two busy intra-op pools on 2 cores slow each other badly.
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
