@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import torch
 import torchvision
@@ -12,6 +15,21 @@ from rich.console import Console
 from rich.table import Table
 
 from cnnlab.train.device import device_name
+
+SYSTEM_FMNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+
+
+def stage_torchvision_fashion_mnist(raw: Path, root: Path) -> None:
+    """Copy the IDX files in `raw` (gzipped or not) to root/FashionMNIST/raw/, uncompressed,
+    where torchvision.datasets.FashionMNIST(root) reads them without downloading."""
+    target = root / "FashionMNIST" / "raw"
+    target.mkdir(parents=True)
+    for f in raw.iterdir():
+        if f.name.endswith(".gz"):
+            with gzip.open(f) as src, open(target / f.name[:-3], "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        else:
+            shutil.copy(f, target / f.name)
 
 
 def median_images_per_second(

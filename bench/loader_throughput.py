@@ -12,13 +12,17 @@ dataset-fashion-mnist installs.
 from __future__ import annotations
 
 import argparse
-import gzip
-import shutil
 import tempfile
 from pathlib import Path
 
 import torchvision
-from common import describe, median_images_per_second, print_comparison
+from common import (
+    SYSTEM_FMNIST,
+    describe,
+    median_images_per_second,
+    print_comparison,
+    stage_torchvision_fashion_mnist,
+)
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
@@ -26,19 +30,10 @@ from cnnlab import data
 from cnnlab.config.schema import DataConfig
 from cnnlab.train.device import resolve_device
 
-SYSTEM_FMNIST = Path("/usr/share/datasets/fashion-mnist")
-
 
 def torchvision_peer(raw: Path, root: Path, mean: float, std: float, args, device):
     """The hand-written way: torchvision's FashionMNIST + ToTensor/Normalize + DataLoader."""
-    target = root / "FashionMNIST" / "raw"
-    target.mkdir(parents=True)
-    for f in raw.iterdir():  # torchvision reads the uncompressed IDX files from raw/
-        if f.name.endswith(".gz"):
-            with gzip.open(f) as src, open(target / f.name[:-3], "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        else:
-            shutil.copy(f, target / f.name)
+    stage_torchvision_fashion_mnist(raw, root)
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
     dataset = torchvision.datasets.FashionMNIST(str(root), train=True, transform=tf)
     loader = DataLoader(
