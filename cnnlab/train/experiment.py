@@ -117,7 +117,7 @@ def resume(
         )
     saved = load_state(last)
     config = load_config(overrides=overrides, base=saved["config"])
-    _refuse_changes(saved["config"], config.to_dict(), overrides)
+    _refuse_changes(saved["config"], config.to_dict())
     state = FitState()
     state.load(saved["fit"])
     _refuse_finished(path, state, config)
@@ -150,7 +150,7 @@ def _summary_status(path: Path) -> str | None:
         return None
 
 
-def _refuse_changes(before: dict[str, Any], after: dict[str, Any], overrides: list[str]) -> None:
+def _refuse_changes(before: dict[str, Any], after: dict[str, Any]) -> None:
     changed = [k for k in _diff(before, after) if k not in RESUMABLE_CHANGES]
     if changed:
         raise ConfigError(
