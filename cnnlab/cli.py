@@ -109,7 +109,90 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--draws", type=int, default=8, help="augmented draws per image")
     _config_args(preview)
     preview.set_defaults(func=cmd_augment_preview)
+    _runs_parser(commands, debug)
     return parser
+
+
+def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
+    report = commands.add_parser(
+        "report", parents=[debug], help="one self-contained HTML page for runs or a sweep"
+    )
+    report.add_argument("targets", nargs="+", metavar="RUN_OR_SWEEP")
+    report.add_argument(
+        "-o",
+        "--output",
+        metavar="HTML",
+        help="default: <run>/report.html for one run, ./report.html for several",
+    )
+    report.set_defaults(func=cmd_report)
+
+    runs = commands.add_parser("runs", help="list, compare, plot and export run directories")
+    actions = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    root = argparse.ArgumentParser(add_help=False)
+    root.add_argument("--root", default="runs", help="folder of run directories (default: runs)")
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep runs whose config or summary key has this value (YAML-parsed; also !=, >, "
+        ">=, <, <=); repeat to require all, e.g. --filter optim.name=sgd --filter 'test_acc>0.9'",
+    )
+
+    listing = actions.add_parser(
+        "list", parents=[debug, root, filters], help="a table of the runs under --root"
+    )
+    listing.add_argument(
+        "--sort",
+        default="date",
+        metavar="KEY",
+        help="a summary key (test_acc), dotted config key (optim.lr) or column (time); "
+        "accuracies and date sort best/newest first, others ascending (default: date)",
+    )
+    listing.add_argument("--reverse", action="store_true", help="flip the sort order")
+    listing.add_argument("--limit", type=int, metavar="N", help="show the first N runs only")
+    listing.set_defaults(func=cmd_runs_list)
+
+    run_args = argparse.ArgumentParser(add_help=False)
+    run_args.add_argument(
+        "runs", nargs="+", metavar="RUN", help="run directories (or their names under --root)"
+    )
+    compare = actions.add_parser(
+        "compare",
+        parents=[debug, root, run_args],
+        help="the config keys that differ and the results, one column per run",
+    )
+    compare.set_defaults(func=cmd_runs_compare)
+
+    plot = actions.add_parser(
+        "plot", parents=[debug, root, run_args], help="per-epoch curves of runs on one figure"
+    )
+    plot.add_argument(
+        "--metric",
+        default="loss",
+        help="a metrics.jsonl key (val_acc, lr, ...); loss or acc: train and val together "
+        "(default: loss)",
+    )
+    plot.add_argument("--log", action="store_true", help="logarithmic y axis")
+    plot.add_argument("-o", "--output", metavar="PNG", default="curves.png")
+    plot.set_defaults(func=cmd_runs_plot)
+
+    export = actions.add_parser(
+        "export",
+        parents=[debug, root, filters],
+        help="a CSV/Parquet table: one row per run (config keys and summary)",
+    )
+    export.add_argument(
+        "--format", choices=["csv", "parquet"], help="default: from -o's suffix, else csv"
+    )
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="default: runs.csv (epochs.csv with --epochs)"
+    )
+    export.add_argument(
+        "--epochs", action="store_true", help="one row per run and epoch: metrics.jsonl rows"
+    )
+    export.set_defaults(func=cmd_runs_export)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -232,6 +315,134 @@ def cmd_config_recipes(args: argparse.Namespace) -> int:
 
     print("\n".join(recipe_names()))
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cnnlab.report import write_report
+
+    path = write_report(args.targets, Path(args.output) if args.output else None)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from cnnlab.track import runs
+
+    rows = runs.index_runs(args.root)
+    total = len(rows)
+    rows = runs.sort_rows(runs.filter_rows(rows, args.filter), args.sort, args.reverse)
+    shown = rows if args.limit is None else rows[: max(0, args.limit)]
+    console = Console()
+    if not console.is_terminal:  # piped into grep or a file: whole lines, never folded cells
+        console = Console(width=250)
+    if not shown:
+        why = "match the filters" if total else "yet (cnnlab train writes them)"
+        console.print(f"no runs in {args.root} {why}", highlight=False, markup=False)
+        return 0
+    table = Table(box=None, pad_edge=False, collapse_padding=True)
+    table.add_column("name", overflow="fold")
+    for header in ("date", "data", "model", "optim", "lr"):
+        table.add_column(header)
+    for header in ("epochs", "best val", "test", "time"):
+        table.add_column(header, justify="right")
+    table.add_column("status")
+    colours = {"completed": "green", "running": "yellow", "diverged": "red", "failed": "red"}
+    for row in shown:
+        epochs = _cell(row.get("epochs_run"))
+        if row.get("train.epochs") is not None:
+            epochs += f"/{row.get('train.epochs')}"
+        status = str(row.get("status"))
+        table.add_row(
+            Text(row.name),
+            Text(row.date[:16]),  # seconds add width, not information
+            Text(_cell(row.get("data.name"))),
+            Text(_cell(row.get("model.name"))),
+            Text(_cell(row.get("optim.name"))),
+            Text(_cell(row.get("optim.lr"))),
+            Text(epochs),
+            Text(_cell(row.get("best_val_acc"), "{:.2%}")),
+            Text(_cell(row.get("test_acc"), "{:.2%}")),
+            Text(_duration(row.get("train_seconds"))),
+            Text(status, style=colours.get(status, "")),
+        )
+    console.print(table)
+    console.print(
+        f"{len(shown)} of {total} runs in {args.root}", style="dim", highlight=False, markup=False
+    )
+    return 0
+
+
+def cmd_runs_compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from cnnlab.track import runs
+
+    rows = [runs.read_row(runs.resolve_run(r, args.root)) for r in args.runs]
+    result = runs.compare(rows)
+    table = Table(box=None, pad_edge=False)
+    table.add_column("key", style="bold")
+    for name in result.names:
+        table.add_column(name, overflow="fold")
+    for key, values in result.config:
+        table.add_row(Text(key), *[Text(_cell(v)) for v in values])
+    if not result.config:
+        table.add_row(Text("(configs identical)"), *["" for _ in result.names])
+    table.add_section()
+    for key, values in result.summary:
+        style = "{:.2%}" if key.endswith("acc") else None
+        cells = [_duration(v) if key == "train_seconds" else _cell(v, style) for v in values]
+        table.add_row(Text(key), *[Text(c) for c in cells])
+    Console().print(table)
+    return 0
+
+
+def cmd_runs_plot(args: argparse.Namespace) -> int:
+    from cnnlab.track import runs
+
+    paths = [runs.resolve_run(r, args.root) for r in args.runs]
+    figure = runs.plot_runs(paths, args.metric, log=args.log)
+    from cnnlab.track.curves import save_png
+
+    print(f"curves: {save_png(figure, args.output)}")
+    return 0
+
+
+def cmd_runs_export(args: argparse.Namespace) -> int:
+    from cnnlab.track import runs
+
+    output = args.output or f"{'epochs' if args.epochs else 'runs'}.{args.format or 'csv'}"
+    rows = runs.filter_rows(runs.index_runs(args.root), args.filter)
+    frame = runs.export_frame(rows, epochs=args.epochs)
+    path = runs.write_frame(frame, output, args.format)
+    print(f"{len(frame)} rows: {path}")
+    return 0
+
+
+def _cell(value, fmt: str | None = None) -> str:
+    if value is None:
+        return "-"
+    if fmt and isinstance(value, int | float) and not isinstance(value, bool):
+        return fmt.format(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _duration(seconds) -> str:
+    if not isinstance(seconds, int | float):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -135,3 +135,54 @@ def test_lr_find_bad_option_is_one_line_exit_2(capsys):
     assert main(["lr-find", "--start-lr", "1", "--end-lr", "0.1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--end-lr" in err[0]
+
+
+def test_runs_list_compare_plot_export_on_real_runs(tmp_path, capsys):
+    root = tmp_path / "runs"
+    for lr in ("0.01", "0.001"):
+        args = ["train", "train.epochs=1", "model.name=mlp", "model.width=8", f"optim.lr={lr}"]
+        assert main([*args, f"run.dir={root}"]) == 0
+    capsys.readouterr()
+    proc = run_cli("runs", "list", "--root", str(root), "--sort", "optim.lr")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 4 and lines[-1] == f"2 of 2 runs in {root}"
+    assert " 0.001 " in lines[1] and " 0.01 " in lines[2] and "completed" in lines[1]
+    assert (root / ".cnnlab-index.json").is_file()
+
+    names = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert main(["runs", "compare", "--root", str(root), *names]) == 0
+    out = capsys.readouterr().out
+    assert "optim.lr" in out and "best_val_acc" in out and "model.width" not in out
+
+    png = tmp_path / "loss.png"
+    assert main(["runs", "plot", "--root", str(root), *names, "-o", str(png)]) == 0
+    assert capsys.readouterr().out.strip() == f"curves: {png}" and png.stat().st_size > 0
+
+    csv = tmp_path / "runs.csv"
+    assert main(["runs", "export", "--root", str(root), "-o", str(csv)]) == 0
+    import pandas as pd
+
+    frame = pd.read_csv(csv)
+    assert sorted(frame["optim.lr"]) == [0.001, 0.01]
+    assert set(frame["status"]) == {"completed"}
+
+
+def test_runs_errors_are_one_line_exit_2(tmp_path):
+    proc = run_cli("runs", "list", "--root", str(tmp_path / "missing"))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"cnnlab: error: --root {tmp_path / 'missing'}: no such directory"
+    ]
+    proc = run_cli("runs", "compare", str(tmp_path), str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "not a run directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_report_writes_one_page_and_prints_its_path(tmp_path, capsys):
+    assert main(["train", "train.epochs=1", "model.width=8", f"run.dir={tmp_path}"]) == 0
+    run = next(tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {run / 'report.html'}"
+    assert "data:image/png;base64" in (run / "report.html").read_text()
+    assert main(["report", str(tmp_path / "missing")]) == 2

@@ -1,0 +1,355 @@
+"""cnnlab.track.runs and `cnnlab runs`: on run directories written by hand (fast), so sorting,
+filtering, the index cache and exports are checked on exactly known values."""
+
+import json
+import os
+import time
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from cnnlab.cli import main
+from cnnlab.config.schema import Config
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.track import curves, runs
+
+BASE = Config().to_dict()
+
+
+def make_run(root, name, *, lr=0.01, opt="adam", test_acc=0.9, summary=True, epochs=3):
+    """A run directory as `cnnlab train` leaves it (the files the table and plots read)."""
+    path = root / name
+    path.mkdir(parents=True)
+    config = json.loads(json.dumps(BASE))
+    config["optim"].update(lr=lr, name=opt)
+    config["train"]["epochs"] = epochs
+    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    metrics = [
+        {
+            "epoch": e,
+            "train_loss": 1.0 / e,
+            "val_loss": 1.2 / e,
+            "train_acc": 0.5 + e / 10,
+            "val_acc": test_acc - (epochs - e) / 100,
+            "lr": lr,
+        }
+        for e in range(1, epochs + 1)
+    ]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    if summary:
+        write_summary(path, test_acc=test_acc, epochs=epochs)
+    return path
+
+
+def write_summary(path, test_acc=0.9, epochs=3, status="completed"):
+    summary = {
+        "status": status,
+        "best_val_acc": test_acc,
+        "final_val_acc": test_acc,
+        "test_acc": test_acc,
+        "best_epoch": epochs,
+        "epochs_run": epochs,
+        "train_seconds": 10.0 * epochs,
+        "versions": {"torch": "2.x"},
+        "diagnosis": [],
+    }
+    (path / "summary.json").write_text(json.dumps(summary))
+
+
+@pytest.fixture
+def root(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "20260101-000001-a", lr=0.1, opt="sgd", test_acc=0.80)
+    make_run(root, "20260101-000002-b", lr=0.01, opt="adam", test_acc=0.95)
+    make_run(root, "20260101-000003-c", lr=0.001, opt="adam", test_acc=0.90)
+    return root
+
+
+def names(rows):
+    return [r.name for r in rows]
+
+
+def test_index_reads_config_and_summary_and_dates(root):
+    rows = runs.index_runs(root)
+    assert names(rows) == ["20260101-000001-a", "20260101-000002-b", "20260101-000003-c"]
+    a = rows[0]
+    assert a.date == "2026-01-01 00:00:01"
+    assert a.get("optim.lr") == 0.1 and a.get("lr") == 0.1 and a.get("optimizer") == "sgd"
+    assert a.get("test_acc") == 0.80 and a.get("time") == 30.0
+    assert a.get("versions.torch") == "2.x"  # nested summary keys are flattened
+    assert "diagnosis" not in a.summary  # lists are not table material
+
+
+def test_sort_accuracies_descend_others_ascend_none_last(root):
+    make_run(root, "20260101-000004-d", test_acc=0.5, summary=False)  # running: no test_acc
+    rows = runs.index_runs(root)
+    assert names(runs.sort_rows(rows, "test_acc"))[:3] == [
+        "20260101-000002-b",
+        "20260101-000003-c",
+        "20260101-000001-a",
+    ]
+    assert names(runs.sort_rows(rows, "test_acc"))[-1] == "20260101-000004-d"
+    assert [r.get("lr") for r in runs.sort_rows(rows, "optim.lr")] == [0.001, 0.01, 0.01, 0.1]
+    assert names(runs.sort_rows(rows, "date"))[0] == "20260101-000004-d"  # newest first
+    assert names(runs.sort_rows(rows, "test_acc", reverse=True))[0] == "20260101-000001-a"
+
+
+def test_filters_are_yaml_values_and_combine(root):
+    rows = runs.index_runs(root)
+    assert names(runs.filter_rows(rows, ["optim.name=adam"])) == [
+        "20260101-000002-b",
+        "20260101-000003-c",
+    ]
+    assert names(runs.filter_rows(rows, ["optim.name=adam", "optim.lr=1e-3"])) == [
+        "20260101-000003-c"
+    ]
+    assert names(runs.filter_rows(rows, ["test_acc>=0.9", "status=completed"])) == [
+        "20260101-000002-b",
+        "20260101-000003-c",
+    ]
+    assert names(runs.filter_rows(rows, ["optim.name!=adam"])) == ["20260101-000001-a"]
+    assert runs.filter_rows(rows, ["model.stages=[2, 2, 2]"]) == rows  # lists compare too
+    assert runs.filter_rows(rows, ["run.name=null"]) == rows
+
+
+def test_bad_filter_or_sort_key_names_it(root):
+    rows = runs.index_runs(root)
+    with pytest.raises(ConfigError, match=r"unknown key optim.lrr — did you mean optim.lr\?"):
+        runs.filter_rows(rows, ["optim.lrr=0.1"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        runs.filter_rows(rows, ["optim.lr"])
+    with pytest.raises(ConfigError, match="--sort test_ac: unknown key test_ac"):
+        runs.sort_rows(rows, "test_ac")
+    runs.filter_rows(rows, ["train.ema=null"])  # a schema key is fine even if unset
+
+
+def count_reads(monkeypatch):
+    reads = []
+    real = runs._read_fields
+
+    def counting(path):
+        reads.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(runs, "_read_fields", counting)
+    return reads
+
+
+def test_index_cache_is_used_and_invalidated(root, monkeypatch):
+    reads = count_reads(monkeypatch)
+    first = runs.index_runs(root)
+    assert len(reads) == 3 and (root / runs.INDEX_NAME).is_file()
+    reads.clear()
+    assert runs.index_runs(root) == first
+    assert reads == []  # nothing changed: nothing parsed
+
+    # a still-running run: listed from its metrics, then its summary appears
+    running = make_run(root, "20260101-000004-d", test_acc=0.7, summary=False)
+    rows = runs.index_runs(root)
+    assert reads == ["20260101-000004-d"]
+    assert rows[-1].get("status") == "running" and rows[-1].get("epochs_run") == 3
+    assert rows[-1].get("best_val_acc") == pytest.approx(0.7)
+    reads.clear()
+    write_summary(running, test_acc=0.75)
+    rows = runs.index_runs(root)
+    assert reads == ["20260101-000004-d"]
+    assert rows[-1].get("status") == "completed" and rows[-1].get("test_acc") == 0.75
+
+    # a summary rewritten with the same size and a new mtime is re-read too
+    reads.clear()
+    summary = root / "20260101-000001-a" / "summary.json"
+    text = summary.read_text().replace('"completed"', '"diverged!"')
+    summary.write_text(text)
+    os.utime(summary, ns=(time.time_ns(), time.time_ns() + 10**9))
+    rows = runs.index_runs(root)
+    assert reads == ["20260101-000001-a"] and rows[0].get("status") == "diverged!"
+
+    # a deleted run disappears, from the table and the index
+    reads.clear()
+    for f in (root / "20260101-000002-b").iterdir():
+        f.unlink()
+    (root / "20260101-000002-b").rmdir()
+    rows = runs.index_runs(root)
+    assert reads == [] and "20260101-000002-b" not in names(rows)
+    index = json.loads((root / runs.INDEX_NAME).read_text())
+    assert "20260101-000002-b" not in index["runs"]
+
+
+def test_a_corrupt_index_is_rebuilt(root):
+    (root / runs.INDEX_NAME).write_text("{not json")
+    assert len(runs.index_runs(root)) == 3
+    assert json.loads((root / runs.INDEX_NAME).read_text())["version"] == runs.INDEX_VERSION
+
+
+def test_sweep_folders_one_level_deeper_and_unreadable_runs(root):
+    make_run(root / "sweep-lr", "trial-1", lr=0.5)
+    bad = root / "20260101-000009-bad"
+    bad.mkdir()
+    (bad / "config.yaml").write_text("a: [unclosed\n")
+    (root / "empty").mkdir()  # not a run, holds none
+    rows = {r.name: r for r in runs.index_runs(root)}
+    assert rows["sweep-lr/trial-1"].get("lr") == 0.5
+    assert rows["20260101-000009-bad"].get("status") == "unreadable"
+    assert "empty" not in rows
+
+
+def test_thousand_runs_list_fast_once_cached(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    one = make_run(root, "20260101-000000-r0000")
+    files = {name: (one / name).read_text() for name in runs.WATCHED + ("summary.json",)}
+    for i in range(1, 1000):
+        path = root / f"20260101-{i:06d}-r{i:04d}"
+        path.mkdir()
+        for name, text in files.items():
+            (path / name).write_text(text)
+    reads = count_reads(monkeypatch)
+    start = time.perf_counter()
+    assert len(runs.index_runs(root)) == 1000 and len(reads) == 1000
+    first = time.perf_counter() - start
+    reads.clear()
+    start = time.perf_counter()
+    rows = runs.sort_rows(runs.index_runs(root), "test_acc")
+    cached = time.perf_counter() - start
+    assert len(rows) == 1000 and reads == []
+    assert cached < 2.0, f"cached listing took {cached:.2f} s (first {first:.2f} s)"
+
+
+def test_listing_runs_does_not_import_matplotlib():
+    """runs list must start fast: matplotlib (0.6 s) loads only when a figure is drawn."""
+    import subprocess
+    import sys
+
+    code = "import sys, cnnlab.track.runs; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_compare_shows_exactly_the_differing_keys(root):
+    rows = [runs.read_row(p) for p in sorted(root.iterdir())]
+    result = runs.compare(rows)
+    assert result.names == ["20260101-000001-a", "20260101-000002-b", "20260101-000003-c"]
+    assert [k for k, _ in result.config] == ["optim.name", "optim.lr"]
+    assert dict(result.config)["optim.lr"] == [0.1, 0.01, 0.001]
+    assert dict(result.summary)["test_acc"] == [0.80, 0.95, 0.90]
+    assert [k for k, _ in result.summary] == list(runs.COMPARED)
+
+
+def test_resolve_run_by_path_or_name(root):
+    assert runs.resolve_run("20260101-000001-a", root) == root / "20260101-000001-a"
+    with pytest.raises(CnnlabError, match="not a run directory"):
+        runs.resolve_run(root / "nope", root)
+
+
+def test_plot_metric_names():
+    available = ["train_loss", "val_loss", "val_acc", "lr"]
+    assert runs.plot_metrics("loss", available) == ["train_loss", "val_loss"]
+    assert runs.plot_metrics("val_acc", available) == ["val_acc"]
+    with pytest.raises(ConfigError, match=r"--metric val_los: .*did you mean val_loss\?"):
+        runs.plot_metrics("val_los", available)
+
+
+def plot_cli(root, *args):
+    paths = [str(p) for p in sorted(root.iterdir()) if p.is_dir()]
+    return main(["runs", "plot", *paths, *args])
+
+
+@pytest.mark.parametrize("metric, lines", [("val_loss", 3), ("loss", 6)])
+def test_plot_writes_one_line_per_run_and_metric(
+    root, tmp_path, capsys, monkeypatch, metric, lines
+):
+    drawn = []
+    real = curves.plot_curves
+
+    def spy(run_list, metrics, log=False):
+        figure = real(run_list, metrics, log)
+        drawn.append(len(figure.axes[0].lines))
+        return figure
+
+    monkeypatch.setattr(curves, "plot_curves", spy)
+    out = tmp_path / "c.png"
+    assert plot_cli(root, "--metric", metric, "--log", "-o", str(out)) == 0
+    assert drawn == [lines]
+    assert capsys.readouterr().out.strip() == f"curves: {out}"
+    pixels = Image.open(out).convert("L")
+    low, high = pixels.getextrema()
+    assert high - low > 100  # not blank
+
+
+def test_cli_list_prints_the_table(root, capsys):
+    assert main(["runs", "list", "--root", str(root), "--sort", "test_acc", "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert "20260101-000002-b" in lines[1] and "95.00%" in lines[1] and "completed" in lines[1]
+    assert "20260101-000003-c" in lines[2]
+    assert "000001-a" not in out and lines[-1] == f"2 of 3 runs in {root}"
+
+
+def test_cli_list_filters_to_nothing(root, capsys):
+    assert main(["runs", "list", "--root", str(root), "--filter", "optim.name=lion"]) == 0
+    assert "no runs" in capsys.readouterr().out
+
+
+def test_cli_compare(root, capsys):
+    paths = [str(p) for p in sorted(root.iterdir()) if p.is_dir()]
+    assert main(["runs", "compare", *paths]) == 0
+    out = capsys.readouterr().out
+    assert "optim.lr" in out and "optim.name" in out and "model.width" not in out
+    assert "95.00%" in out and "30.0 s" in out
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["list", "--filter", "optim.lrr=1"], "unknown key optim.lrr — did you mean optim.lr?"),
+        (["list", "--sort", "bogus"], "--sort bogus: unknown key bogus"),
+        (["plot", "20260101-000001-a", "--metric", "nope"], "--metric nope: not in these runs"),
+        (["compare", "20260101-000001-a", "not-a-run"], "not-a-run: not a run directory"),
+    ],
+)
+def test_cli_user_errors_are_one_line_exit_2(root, capsys, args, fragment):
+    assert main(["runs", *args[:1], "--root", str(root), *args[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err
+
+
+def test_export_csv_round_trips(root, tmp_path, capsys):
+    out = tmp_path / "runs.csv"
+    assert main(["runs", "export", "--root", str(root), "-o", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"3 rows: {out}"
+    frame = pd.read_csv(out)
+    assert list(frame["name"]) == ["20260101-000001-a", "20260101-000002-b", "20260101-000003-c"]
+    assert list(frame["optim.lr"]) == [0.1, 0.01, 0.001]
+    assert list(frame["test_acc"]) == [0.80, 0.95, 0.90]
+    assert json.loads(frame["model.stages"][0]) == BASE["model"]["stages"]
+
+
+def test_export_parquet_and_epochs(root, tmp_path):
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "runs.parquet"
+    assert main(["runs", "export", "--root", str(root), "-o", str(out), "--filter", "lr<0.05"]) == 0
+    frame = pd.read_parquet(out)
+    assert list(frame["name"]) == ["20260101-000002-b", "20260101-000003-c"]
+    assert frame.equals(runs.export_frame(runs.index_runs(root)[1:]))
+    epochs = tmp_path / "epochs.csv"
+    assert main(["runs", "export", "--root", str(root), "--epochs", "-o", str(epochs)]) == 0
+    frame = pd.read_csv(epochs)
+    assert len(frame) == 9 and list(frame["epoch"][:3]) == [1, 2, 3]
+    assert set(frame["run"]) == {"20260101-000001-a", "20260101-000002-b", "20260101-000003-c"}
+
+
+def test_export_parquet_without_pyarrow_is_one_line(root, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name == "pyarrow":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    out = tmp_path / "x.parquet"
+    assert main(["runs", "export", "--root", str(root), "-o", str(out)]) == 2
+    assert "pip install pyarrow" in capsys.readouterr().err and not out.exists()
