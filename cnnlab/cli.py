@@ -285,7 +285,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     from cnnlab.config import load_config
 
     config = load_config(args.config, args.overrides)
-    from cnnlab.train import lr_find
+    from cnnlab.analyze import lr_find
 
     print(f"lr sweep {args.start_lr:g} -> {args.end_lr:g} over up to {args.steps} steps ...")
     result = lr_find.find_lr(config, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)

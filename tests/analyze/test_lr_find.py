@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from cnnlab.analyze.lr_find import LrFind, find_lr, suggest, write
 from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
 from cnnlab.train import experiment
 from cnnlab.train.device import resolve_device, seed_everything
-from cnnlab.train.lr_find import LrFind, find_lr, suggest, write
 
 QUICK = ["model.width=8", "train.batch_size=64", "train.device=cpu"]
 

@@ -1,0 +1,63 @@
+"""A finished run, loaded back for analysis: its config, its data, its model with the weights
+evaluation used (best.safetensors: the EMA weights when train.ema was on)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab import data, models
+from cnnlab.config import Config, load_config
+from cnnlab.errors import ConfigError
+from cnnlab.track.registry import load_run
+from cnnlab.train.checkpoint import load_weights
+from cnnlab.train.device import resolve_device
+from cnnlab.train.experiment import eval_loader
+
+SPLITS = ("val", "test")
+
+
+@dataclass
+class TrainedRun:
+    path: Path
+    config: Config
+    model: nn.Module  # in eval mode, on `device`
+    bundle: data.DataBundle
+    device: torch.device
+
+    @property
+    def info(self) -> data.DatasetInfo:
+        return self.bundle.info
+
+    def images(self, split: str) -> data.ImageSet:
+        """The run's val or test split, or a one-line error when the dataset has no such split."""
+        if split not in SPLITS:
+            raise ConfigError(f"--split {split}: expected one of {', '.join(SPLITS)}")
+        images = self.bundle.val if split == "val" else self.bundle.test
+        if images is None:
+            raise ConfigError(f"--split test: {self.info.name} has no test split; use --split val")
+        return images
+
+    def loader(self, split: str) -> data.DeviceLoader:
+        """Every image of the split, in order, normalised as in training, no augmentation."""
+        return eval_loader(self.images(split), self.config, self.info, self.device)
+
+
+def load_trained(
+    run_dir: str | Path, overrides: list[str] = (), device: str | None = None
+) -> TrainedRun:
+    """`overrides` change the data side (e.g. data.root=... to evaluate on a copy elsewhere)."""
+    run = load_run(run_dir)
+    best = run.path / "checkpoints" / "best.safetensors"
+    if not best.is_file():
+        raise ConfigError(f"{run.path}: no checkpoints/best.safetensors (no epoch finished?)")
+    config = load_config(overrides=list(overrides), base=run.config)
+    torch_device = resolve_device(device or config.train.device)
+    bundle = data.build(config.data)
+    info = bundle.info
+    model = models.build(config.model, info.num_classes, info.channels, info.image_size)
+    model.load_state_dict(load_weights(best))
+    return TrainedRun(run.path, config, model.to(torch_device).eval(), bundle, torch_device)
