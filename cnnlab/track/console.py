@@ -99,7 +99,8 @@ class RunConsole:
             ("device", summary["device"]),
         ]
         for finding in summary["diagnosis"]:
-            rows.append((finding["kind"], f"{finding['message']}; {finding['advice']}"))
+            where = f" (epochs {finding['epochs']})" if finding.get("epochs") else ""
+            rows.append((finding["kind"] + where, f"{finding['message']}; {finding['advice']}"))
         for what, value in rows:
             table.add_row(what, value)
         self.print(table)

@@ -534,7 +534,8 @@ class _Trend:
 
 def _improving(run: _Run, window: int, min_points: int) -> _Trend | None:
     """The monitored metric's trend over the last `window` epochs, when it still improves
-    clearly (see TREND_*), else None."""
+    clearly (see TREND_*), else None. After an early stop the last half holds the epochs that
+    did not improve, so only a clear trend survives the pace test: the rule errs towards silence."""
     pts = run.points(run.monitor)
     # At most the second half of the run: earlier epochs are the fast rise of any healthy curve.
     pts = pts[-min(window, max(TREND_MIN_POINTS, len(pts) // 2)) :]

@@ -19,6 +19,7 @@ from cnnlab import augment, data, models
 from cnnlab.config import Config, dump_yaml, load_config
 from cnnlab.errors import ConfigError
 from cnnlab.track.console import RunConsole
+from cnnlab.track.diagnose import diagnose
 from cnnlab.track.rundir import RunDir
 from cnnlab.train import optim, schedule
 from cnnlab.train.checkpoint import (
@@ -246,6 +247,15 @@ def _fit_and_report(
         raise
     finally:
         out.stop_progress()
+        rule = config.train.early_stopping
+        diagnosis += diagnose(
+            state.history,
+            status=state.status,
+            num_classes=setup.bundle.info.num_classes,
+            early_stopping_patience=rule.patience,
+            monitor=rule.monitor,
+            mode=rule.mode,
+        )
         summary = make_summary(config, setup, run, state, [*state.events, *diagnosis])
         run.write_summary(summary)
         out.final_table(summary)

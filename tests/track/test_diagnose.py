@@ -170,7 +170,7 @@ def test_lr_too_large_when_the_loss_falls_only_after_the_lr_decayed():
     found = diagnose(h, status="completed", num_classes=10)
     f = only(found, "lr_too_large")
     assert f["epochs"] == "1-6"
-    assert "train_loss stayed at 2.3-2.35 over epochs 1-5 with lr 0.035-0.098" in f["message"]
+    assert "train_loss stayed at 2.3-2.35 over epochs 1-5 with lr 0.05-0.098" in f["message"]
     assert "to 0.45 by epoch 10" in f["message"] and "lr down to 0.035 (epoch 6)" in f["message"]
     assert "lower optim.lr to about 0.035" in f["advice"]
 
@@ -194,21 +194,20 @@ def test_lr_too_large_when_the_loss_rises_early_at_the_peak_lr():
     assert "instability" not in kinds(diagnose(h, status="completed"))  # 1.25x is no spike
 
 
-def noisy_rise(n: int, start: float, per_epoch: float) -> list[float]:
-    """A val_acc climbing per_epoch with +-1 point of zigzag."""
-    return [start + per_epoch * i + (0.01 if i % 2 else -0.01) for i in range(n)]
+def noisy_rise(n: int, start: float, per_epoch: float, zigzag: float = 0.006) -> list[float]:
+    """A metric climbing per_epoch with +-zigzag of noise."""
+    return [start + per_epoch * i + (zigzag if i % 2 else -zigzag) for i in range(n)]
 
 
 def test_stopped_early_while_the_monitor_still_trends_up():
-    val_acc = noisy_rise(8, 0.75, 0.012)
-    val_acc[-1] = val_acc[-2] - 0.005  # the epoch that ran out the patience of 1
-    h = history(decay(1.5, 0.4, 8), val_acc=val_acc)
+    val_acc = noisy_rise(13, 0.70, 0.012)
+    val_acc[-1] = val_acc[-2] - 0.002  # the epoch that ran out the patience of 1
+    h = history(decay(1.5, 0.4, 13), val_acc=val_acc, train_acc=[a + 0.02 for a in val_acc])
     found = diagnose(h, status="early_stopped", early_stopping_patience=1)
     f = only(found, "stopped_early")
-    assert f["epochs"] == "3-8"
-    assert (
-        "ended the run at epoch 8 (patience 1), but val_acc was still trending up" in (f["message"])
-    )
+    assert f["epochs"] == "8-13"
+    message = f["message"]
+    assert "ended the run at epoch 13 (patience 1), but val_acc was still trending up" in message
     assert "points/epoch" in f["message"]
     assert "train.early_stopping.patience (e.g. to 4)" in f["advice"]
 
@@ -220,8 +219,8 @@ def test_a_stop_on_a_plateau_is_no_finding():
 
 
 def test_stopped_early_follows_a_min_monitor():
-    val_loss = [1.0 - 0.03 * i + (0.01 if i % 2 else -0.01) for i in range(8)]
-    h = history(decay(1.0, 0.5, 8, tau=4), val_loss=val_loss)
+    val_loss = noisy_rise(12, 1.0, -0.03, zigzag=0.01)
+    h = history(decay(1.0, 0.5, 12, tau=4), val_loss=val_loss)
     found = diagnose(
         h, status="early_stopped", early_stopping_patience=1, monitor="val_loss", mode="min"
     )
@@ -234,9 +233,9 @@ def test_still_improving_at_the_end_of_a_completed_run():
     h = [dict(row, lr=lr) for row, lr in zip(h, cosine(3e-3, 10), strict=True)]
     found = diagnose(h, status="completed", num_classes=10)
     f = only(found, "still_improving")
-    assert f["epochs"] == "5-10"
-    assert "val_acc was still rising in the final epochs 5-10" in f["message"]
-    assert "(63.0% -> 75.5%)" in f["message"]
+    assert f["epochs"] == "6-10"  # the second half of the run
+    assert "val_acc was still rising in the final epochs 6-10" in f["message"]
+    assert "(65.5% -> 75.5%)" in f["message"]
     assert "train.epochs=15" in f["advice"]
     assert diagnose(h, status="time_limit") == []  # a cut run says nothing of its epochs
 
@@ -342,7 +341,7 @@ def test_missing_keys_none_and_junk_are_skipped():
 # --- real runs ----------------------------------------------------------------------------------
 
 
-def run_digits(tmp_path, *overrides: str) -> list[dict]:
+def run_digits(tmp_path, *overrides: str) -> tuple[list[dict], str]:
     from cnnlab.train.experiment import train
 
     config = load_config(

@@ -187,3 +187,12 @@ def test_training_steps_read_from_the_device_only_at_logging_points(quick, monke
     monkeypatch.undo()
     assert state.step == 22 and totals["train_loss"] > 0
     assert reads["n"] == 3 + 2
+
+
+def test_the_diagnosis_of_a_run_lands_in_its_summary(quick):
+    result = train(quick("optim.name=sgd", "optim.lr=1e-5", "train.epochs=4"))
+    kinds = [f["kind"] for f in result.summary["diagnosis"]]
+    assert "underfitting" in kinds
+    saved = json.loads((result.path / "summary.json").read_text())
+    assert saved["diagnosis"] == result.summary["diagnosis"]
+    assert "underfitting (epochs" in (result.path / "log.txt").read_text()
