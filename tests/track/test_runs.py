@@ -13,7 +13,7 @@ from PIL import Image
 from cnnlab.cli import main
 from cnnlab.config.schema import Config
 from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.track import curves, runs
+from cnnlab.track import curves, runindex, runs
 
 BASE = Config().to_dict()
 
@@ -127,13 +127,13 @@ def test_bad_filter_or_sort_key_names_it(root):
 
 def count_reads(monkeypatch):
     reads = []
-    real = runs._read_fields
+    real = runindex._read_fields
 
     def counting(path):
         reads.append(path.name)
         return real(path)
 
-    monkeypatch.setattr(runs, "_read_fields", counting)
+    monkeypatch.setattr(runindex, "_read_fields", counting)
     return reads
 
 

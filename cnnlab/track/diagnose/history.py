@@ -1,0 +1,115 @@
+"""The view the diagnosis rules share: a run's per-epoch history as columns (_Run), the queries
+several rules ask of it (best epoch, peak lr), and the small helpers that turn numbers and epoch
+spans into a finding's text."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+MIN_EPOCHS = 3  # no verdict on fewer epochs (except non-finite losses)
+
+Finding = dict[str, str]
+Points = list[tuple[int, float]]
+
+
+@dataclass
+class _Run:
+    """The history as columns: epoch numbers and, per key, a float (maybe NaN) or None."""
+
+    epochs: list[int]
+    cols: dict[str, list[float | None]] = field(default_factory=dict)
+    status: str = "completed"
+    num_classes: int | None = None
+    patience: int | None = None
+    monitor: str = "val_acc"
+    mode: str = "max"
+
+    @classmethod
+    def of(cls, history: Sequence[Any], keys: Sequence[str]) -> _Run:
+        rows = [row for row in history if isinstance(row, dict)]
+        epochs = []
+        for i, row in enumerate(rows):
+            e = _number(row.get("epoch"))
+            epochs.append(int(e) if e is not None and math.isfinite(e) else i + 1)
+        cols = {key: [_number(row.get(key)) for row in rows] for key in keys}
+        return cls(epochs, cols)
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def points(self, key: str) -> Points:
+        """(epoch, value) of the epochs where `key` holds a finite number."""
+        col = self.cols.get(key, [])
+        return [(e, v) for e, v in zip(self.epochs, col, strict=False) if _finite(v)]
+
+    def last(self, key: str) -> tuple[int, float] | None:
+        pts = self.points(key)
+        return pts[-1] if pts else None
+
+    def before(self, epoch: int) -> None:
+        """Keep only the epochs before `epoch`."""
+        keep = [i for i, e in enumerate(self.epochs) if e < epoch]
+        self.epochs = [self.epochs[i] for i in keep]
+        self.cols = {k: [col[i] for i in keep] for k, col in self.cols.items()}
+
+
+def _best(run: _Run) -> tuple[int, float] | None:
+    pts = run.points(run.monitor)
+    if not pts:
+        return None
+    pick = min if run.mode == "min" else max
+    return pick(pts, key=lambda p: p[1])  # the first of equals, as the checkpointing keeps it
+
+
+def _last_both(run: _Run, a: str, b: str) -> tuple[int, float, float] | None:
+    other = dict(run.points(b))
+    both = [(e, v, other[e]) for e, v in run.points(a) if e in other]
+    return both[-1] if both else None
+
+
+def _peak_lr(run: _Run) -> float | None:
+    lrs = [v for _, v in run.points("lr") if v > 0]
+    return max(lrs) if lrs else None
+
+
+def _fmt(run: _Run, value: float) -> str:
+    return f"{value:.1%}" if run.monitor.endswith("acc") else f"{value:.4g}"
+
+
+def _range(values: Sequence[float], spec: str) -> str:
+    lo, hi = format(min(values), spec), format(max(values), spec)
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def _span(first: int | None, last: int | None) -> str:
+    first = last if first is None else first
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def _epoch_list(epochs: Sequence[int]) -> str:
+    """[3, 4, 5, 9] -> "3-5, 9"."""
+    runs: list[list[int]] = []
+    for e in sorted(set(epochs)):
+        if runs and e == runs[-1][1] + 1:
+            runs[-1][1] = e
+        else:
+            runs.append([e, e])
+    return ", ".join(_span(a, b) for a, b in runs)
+
+
+def _finding(kind: str, epochs: str, message: str, advice: str) -> Finding:
+    return {"kind": kind, "epochs": epochs, "message": message, "advice": advice}
+
+
+def _number(value: Any) -> float | None:
+    """A float for int/float values (NaN and inf kept: they mean divergence), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
