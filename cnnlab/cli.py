@@ -73,6 +73,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     lr_find.set_defaults(func=cmd_lr_find)
 
+    evaluate = commands.add_parser(
+        "eval",
+        parents=[debug],
+        help="a run's best weights on val/test: accuracy, top-k, per-class, confusion, worst",
+    )
+    evaluate.add_argument("run", metavar="RUN", help="a run directory")
+    # No `choices`: a wrong split is a one-line error (from the run), like every other.
+    evaluate.add_argument("--split", default="val", help="val or test (default: val)")
+    evaluate.add_argument(
+        "--tta",
+        action="store_true",
+        help="average over the run's augment.tta views (a mirror if it configured none)",
+    )
+    evaluate.add_argument("--top-k", type=int, default=5, metavar="K", help="default 5")
+    evaluate.add_argument(
+        "--worst", type=int, default=16, metavar="N", help="highest-loss images to show (16)"
+    )
+    evaluate.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a data.* key of the run's config, e.g. --data data.root=/elsewhere; repeat",
+    )
+    evaluate.add_argument("--device", help="default: the run's train.device")
+    evaluate.set_defaults(func=cmd_eval)
+
     config = commands.add_parser("config", help="show resolved configs and recipes")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     show = config_commands.add_parser(
@@ -110,7 +137,42 @@ def _parser() -> argparse.ArgumentParser:
     _config_args(preview)
     preview.set_defaults(func=cmd_augment_preview)
     _runs_parser(commands, debug)
+    _inspect_parser(commands, debug)
     return parser
+
+
+def _inspect_parser(commands, debug: argparse.ArgumentParser) -> None:
+    """robustness and viz: commands over a finished run's best weights."""
+    robust = commands.add_parser(
+        "robustness",
+        parents=[debug],
+        help="accuracy under 13 corruptions at severities 1-5, mean corruption error",
+    )
+    robust.add_argument("run", metavar="RUN", help="a run directory")
+    robust.add_argument("--split", help="val or test (default: test if the dataset has one)")
+    robust.add_argument("--device", help="default: the run's train.device")
+    robust.add_argument("--only", metavar="A,B", help="just these corruptions, comma-separated")
+    robust.add_argument(
+        "--limit", type=int, metavar="N", help="the first N images only (quicker, noisier)"
+    )
+    robust.add_argument("--batch-size", type=int, metavar="N", help="default: eval.batch_size")
+    robust.set_defaults(func=cmd_robustness)
+
+    viz = commands.add_parser("viz", help="look inside a trained model (PNGs in the run dir)")
+    what = viz.add_subparsers(dest="viz_command", required=True, metavar="WHAT")
+    filters = what.add_parser("filters", parents=[debug], help="first-layer filters as a grid")
+    gradcam = what.add_parser(
+        "gradcam", parents=[debug], help="Grad-CAM overlays for the predicted class"
+    )
+    gradcam.add_argument("--n", type=int, default=16, help="validation images (default 16)")
+    gradcam.add_argument("--layer", metavar="NAME", help="default: the last Conv2d")
+    acts = what.add_parser("activations", parents=[debug], help="a layer's feature maps")
+    acts.add_argument("--layer", metavar="NAME", required=True, help="as in `cnnlab summary`")
+    acts.add_argument("--n", type=int, default=4, help="validation images (default 4)")
+    for sub in (filters, gradcam, acts):
+        sub.add_argument("run", metavar="RUN", help="a run directory")
+        sub.add_argument("--device", help="default: the run's train.device")
+        sub.set_defaults(func=cmd_viz)
 
 
 def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
@@ -296,6 +358,67 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     else:
         print(f"suggested lr: {result.suggested_lr:.3g}  (steepest descent of the loss)")
     print(f"lowest loss at lr {result.min_loss_lr:.3g}; plot: {png_path}; data: {json_path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from cnnlab.analyze import evaluate
+    from cnnlab.analyze.trained import load_trained
+
+    overrides = evaluate.data_overrides(args.data)
+    run = load_trained(args.run, overrides, args.device)
+    result = evaluate.evaluate_run(
+        run, args.split, tta=args.tta, top_k=(1, args.top_k), worst=args.worst
+    )
+    paths = evaluate.write(result, run.path)
+    from rich.console import Console
+
+    console = Console()
+    for renderable in evaluate.summary_tables(result):
+        console.print(renderable)
+    for path in paths:
+        console.print(f"wrote {path}", soft_wrap=True, highlight=False, markup=False)
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from cnnlab.analyze import robustness
+    from cnnlab.analyze.trained import load_trained
+
+    robustness.select(args.only)  # a misspelt name fails before the model loads
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit {args.limit}: expected a number of images >= 1")
+    run = load_trained(args.run, device=args.device)
+    split = args.split or robustness.default_split(run)
+    n = len(run.images(split)) if args.limit is None else min(args.limit, len(run.images(split)))
+    print(f"robustness of {run.path.name} on {n} {split} images ({run.device}) ...", flush=True)
+    result = robustness.robustness(
+        run,
+        split,
+        only=args.only,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        progress=lambda line: print(f"  {line}", flush=True),
+    )
+    paths = robustness.write(result, run.path)
+    print()
+    print(result.markdown(), end="")
+    print(f"took {result.seconds:.1f} s; wrote {', '.join(map(str, paths.values()))}")
+    return 0
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    from cnnlab.analyze import visualize
+    from cnnlab.analyze.trained import load_trained
+
+    run = load_trained(args.run, device=args.device)
+    if args.viz_command == "filters":
+        path = visualize.write_filters(run)
+    elif args.viz_command == "gradcam":
+        path = visualize.write_gradcam(run, n=args.n, layer=args.layer)
+    else:
+        path = visualize.write_activations(run, args.layer, n_images=args.n)
+    print(f"wrote {path}")
     return 0
 
 

@@ -1,0 +1,168 @@
+"""Robustness suite: exact invariances give exactly the clean accuracy, every corruption runs at
+every severity, noise hurts more as it grows on a real trained run, the files and the CLI."""
+
+import csv
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.analyze import robustness as rb
+from cnnlab.analyze.trained import load_trained
+from cnnlab.augment.ops import OPS
+from cnnlab.cli import main
+from cnnlab.config import load_config
+from cnnlab.data.sources.digits import read_digits
+from cnnlab.errors import ConfigError
+from cnnlab.train.experiment import train
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as mp:  # conftest's cache fixture is per-function
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+        config = load_config(
+            overrides=["model.width=8", "train.epochs=3", "train.device=cpu", f"run.dir={root}"]
+        )
+        return train(config).path
+
+
+@pytest.fixture(scope="module")
+def trained(run_dir):
+    return load_trained(run_dir, device="cpu")
+
+
+def symmetrise(net: nn.Module) -> None:
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.copy_((m.weight + m.weight.flip(-1)) / 2)
+
+
+def mirror_symmetric_net(images, labels) -> nn.Module:
+    """Convolutions with left-right symmetric kernels, then global average pooling: the logits
+    of an image and of its mirror image are the same. Fitted a little (kernels symmetrised
+    after every step) so that its predictions are not constant."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    )
+    x = (images.float() / 255 - 0.3) / 0.4
+    opt = torch.optim.Adam(net.parameters(), lr=0.02)
+    for _ in range(40):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), labels).backward()
+        opt.step()
+        symmetrise(net)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from cnnlab.config.schema import DataConfig
+
+    data = read_digits(DataConfig(name="digits")).train
+    return data.images[:400], data.labels[:400]
+
+
+def score(model, images, labels, transform=None):
+    return rb.accuracy(model, images, labels, mean=(0.3,), std=(0.4,), transform=transform)
+
+
+@pytest.fixture(scope="module")
+def mirror_net(digits):
+    return mirror_symmetric_net(*digits)
+
+
+def test_a_mirror_invariant_model_scores_the_same_on_mirrored_images(digits, mirror_net):
+    images, labels = digits
+    net = mirror_net
+    x = (images.float() / 255 - 0.3) / 0.4
+    assert torch.allclose(net(x), net(x.flip(-1)), atol=1e-5)
+    clean = score(net, images, labels)
+    flipped = score(net, images, labels, partial(OPS.get("flip"), p=1.0))
+    assert flipped == clean
+    assert len(set(net(x).argmax(1).tolist())) > 1  # not a constant prediction
+
+
+def test_grayscale_is_the_identity_on_one_channel_images(digits, mirror_net):
+    images, labels = digits
+    net = mirror_net
+    gray = partial(OPS.get("grayscale"), p=1.0)
+    assert score(net, images, labels, gray) == score(net, images, labels)
+
+
+@pytest.mark.parametrize("name", list(rb.CORRUPTIONS))
+def test_every_corruption_runs_at_every_severity_and_stays_in_range(name):
+    x = torch.rand(4, 3, 12, 12)
+    for s in rb.SEVERITIES:
+        out = rb.corruption_transform(name, s, 12, 12)(x, torch.Generator().manual_seed(0))
+        assert out.shape == x.shape and out.dtype == x.dtype
+        assert 0 <= out.min() and out.max() <= 1
+        if name not in ("grayscale", "invert"):
+            again = rb.corruption_transform(name, s, 12, 12)(x, torch.Generator().manual_seed(0))
+            assert torch.equal(out, again)  # the same seed, the same corruption
+
+
+def test_jpeg_gets_worse_as_quality_drops():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32).mul(4).round().div(4)  # blocky: JPEG keeps some of it
+    errors = [
+        (rb.corruption_transform("jpeg", s, 32, 32)(x, None) - x).abs().mean().item()
+        for s in rb.SEVERITIES
+    ]
+    assert errors == sorted(errors) and errors[0] > 0
+
+
+def test_suite_on_a_trained_run(trained):
+    result = rb.robustness(trained, only=["noise", "saturation", "invert", "grayscale"])
+    assert result.split == "val" and result.images == len(trained.images("val"))
+    assert result.accuracy["saturation"] is None and result.accuracy["grayscale"] is None
+    noise = result.accuracy["noise"]
+    assert noise[-1] < noise[0] <= result.clean + 0.02  # monotone-ish: severity 5 is worst
+    assert noise[-1] < result.clean - 0.05
+    assert len(set(result.accuracy["invert"])) == 1
+    errors = [1 - a for a in noise + result.accuracy["invert"]]
+    assert result.mean_error == pytest.approx(sum(errors) / len(errors))
+    assert result.relative_error == pytest.approx(result.mean_error - (1 - result.clean))
+
+
+def test_files_have_the_names_the_report_embeds(trained, tmp_path):
+    result = rb.robustness(trained, only="noise,hue", limit=64)
+    paths = rb.write(result, tmp_path)
+    assert [p.name for p in paths.values()] == ["robustness.csv", "robustness.md", "robustness.png"]
+    from cnnlab.report import html
+
+    assert (html.ROBUSTNESS_CSV, html.ROBUSTNESS_PNG) == (rb.ROBUSTNESS_CSV, rb.ROBUSTNESS_PNG)
+    rows = list(csv.reader(paths["csv"].open()))
+    assert rows[0] == ["corruption", "1", "2", "3", "4", "5", "mean"]
+    assert [r[0] for r in rows[1:]] == ["noise", "hue", "clean", "mean corruption error"]
+    assert rows[2][1:] == ["n/a"] * 6
+    assert float(rows[3][1]) == pytest.approx(result.clean, abs=1e-4)
+    assert float(rows[4][-1]) == pytest.approx(result.mean_error, abs=1e-4)
+    md = paths["md"].read_text()
+    assert "| corruption | 1 | 2 | 3 | 4 | 5 | mean |" in md and "mCE" in md
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_corruption_is_a_one_line_error():
+    with pytest.raises(ConfigError, match="did you mean noise"):
+        rb.select("noize")
+
+
+def test_cli(run_dir, capsys):
+    assert main(["robustness", str(run_dir), "--only", "blur,jpeg", "--limit", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "| blur |" in out and "robustness.csv" in out
+    assert (run_dir / "robustness.png").is_file()
+    assert main(["robustness", str(run_dir), "--only", "blurr"]) == 2
+    assert main(["robustness", str(run_dir), "--split", "test"]) == 2  # digits has no test
+    assert "no test split" in capsys.readouterr().err
