@@ -9,29 +9,10 @@ import torch
 from torch import nn
 
 from cnnlab.analyze import robustness as rb
-from cnnlab.analyze.trained import load_trained
 from cnnlab.augment.ops import OPS
 from cnnlab.cli import main
-from cnnlab.config import load_config
 from cnnlab.data.sources.digits import read_digits
 from cnnlab.errors import ConfigError
-from cnnlab.train.experiment import train
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    with pytest.MonkeyPatch.context() as mp:  # conftest's cache fixture is per-function
-        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
-        config = load_config(
-            overrides=["model.width=8", "train.epochs=3", "train.device=cpu", f"run.dir={root}"]
-        )
-        return train(config).path
-
-
-@pytest.fixture(scope="module")
-def trained(run_dir):
-    return load_trained(run_dir, device="cpu")
 
 
 def symmetrise(net: nn.Module) -> None:
