@@ -117,6 +117,11 @@ def _wait_for_epochs(run_root: Path, proc: subprocess.Popen, epochs: int) -> Pat
     raise AssertionError("no epochs logged in time")
 
 
+def _resume_in_a_subprocess(run: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "cnnlab", "train", "--resume", str(run)]
+    return subprocess.run(command, capture_output=True, text=True, env=ENV)
+
+
 @pytest.fixture(scope="module")
 def unbroken_six(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("six")
@@ -133,12 +138,7 @@ def test_sigkill_mid_epoch_then_resume_matches_the_unbroken_run(tmp_path, unbrok
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    done = subprocess.run(
-        [sys.executable, "-m", "cnnlab", "train", "--resume", str(run)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
+    done = _resume_in_a_subprocess(run)
     assert done.returncode == 0, done.stderr
     assert "resuming after epoch" in done.stdout
     assert_bit_identical(final_weights(run), final_weights(unbroken_six))
@@ -160,12 +160,7 @@ def test_ctrl_c_checkpoints_mid_epoch_exits_130_and_resumes_exactly(tmp_path, un
     assert "resume with: cnnlab train --resume" in out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted"
-    resumed = subprocess.run(
-        [sys.executable, "-m", "cnnlab", "train", "--resume", str(run)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
+    resumed = _resume_in_a_subprocess(run)
     assert resumed.returncode == 0, resumed.stderr
     assert_bit_identical(final_weights(run), final_weights(unbroken_six))
 
