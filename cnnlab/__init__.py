@@ -50,6 +50,6 @@ def train(config: Config | dict[str, Any]) -> RunResult:
 def resume(run_dir: str, overrides: list[str] = ()) -> RunResult:
     """Continue the run in `run_dir` from checkpoints/last.ckpt (overrides: train.epochs,
     train.max_minutes, train.device)."""
-    from cnnlab.train.experiment import resume as resume_training
+    from cnnlab.train.resume import resume as resume_training
 
     return resume_training(run_dir, list(overrides))

@@ -330,7 +330,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.config:
             raise ConfigError("--resume continues a run with its own config; drop -c/--config")
-        from cnnlab.train.experiment import resume
+        from cnnlab.train.resume import resume
 
         return _exit_code(resume(args.resume, args.overrides).status)
     from cnnlab.config import load_config

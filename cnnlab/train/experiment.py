@@ -6,7 +6,6 @@ device) is built before the run directory exists, so a bad config leaves nothing
 
 from __future__ import annotations
 
-import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 from rich.console import Console
 
 from cnnlab import augment, data, models
-from cnnlab.config import Config, dump_yaml, load_config
+from cnnlab.config import Config, dump_yaml
 from cnnlab.errors import ConfigError
 from cnnlab.track.console import RunConsole
 from cnnlab.track.diagnose import diagnose
@@ -38,8 +37,6 @@ from cnnlab.train.stop import Stopper
 
 # Per-epoch metrics that early stopping and the plateau schedule may watch.
 EPOCH_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "lr", "images_per_second")
-# What `--resume` may change: budgets and placement, nothing that shapes the training.
-RESUMABLE_CHANGES = ("train.epochs", "train.max_minutes", "train.device")
 
 
 @dataclass(frozen=True)
@@ -102,73 +99,13 @@ def train(config: Config, terminal: Console | None = None) -> RunResult:
         setup = build(config, device)
         name = config.run.name or f"{config.data.name}-{config.model.name}"
         run = RunDir.create(config.run.dir, name)
-        return _run(config, setup, run, FitState(), terminal)
+        return run_in(config, setup, run, FitState(), terminal)
 
 
-def resume(
-    run_dir: str | Path, overrides: list[str] = (), terminal: Console | None = None
-) -> RunResult:
-    """Continue the run in `run_dir` from its last checkpoint, in the same directory. Only
-    RESUMABLE_CHANGES may be overridden, e.g. train.epochs=30 to train on past its end."""
-    path = Path(run_dir)
-    last = path / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        raise ConfigError(
-            f"--resume {run_dir}: no checkpoints/last.ckpt there (not a cnnlab run directory?)"
-        )
-    saved = load_state(last)
-    config = load_config(overrides=overrides, base=saved["config"])
-    _refuse_changes(saved["config"], config.to_dict())
-    state = FitState()
-    state.load(saved["fit"])
-    _refuse_finished(path, state, config)
-    state.status = "running"
-    device = resolve_device(config.train.device)
-    with kernel_mode(config.train.deterministic):
-        setup = build(config, device)
-        load_resume_state(setup.parts, saved)
-        return _run(config, setup, RunDir.reopen(path, state.history), state, terminal)
-
-
-def _refuse_finished(path: Path, state: FitState, config: Config) -> None:
-    """A run that ended for a reason resuming would not change gets an error, not a no-op."""
-    rule, more = config.train.early_stopping, f"train.epochs={state.epoch + 10}"
-    if state.epoch >= config.train.epochs and state.partial is None:
-        why = f"completed after {state.epoch} epochs; to train on, raise train.epochs (e.g. {more})"
-    elif rule.patience is not None and state.bad_epochs >= rule.patience:
-        why = f"early_stopped at epoch {state.epoch} ({rule.monitor} stopped improving)"
-    elif _summary_status(path) == "diverged":
-        why = "diverged, and resuming would repeat it; start a new run with a lower optim.lr"
-    else:
-        return
-    raise ConfigError(f"--resume {path}: the run {why}")
-
-
-def _summary_status(path: Path) -> str | None:
-    try:
-        return json.loads((path / "summary.json").read_text())["status"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _refuse_changes(before: dict[str, Any], after: dict[str, Any]) -> None:
-    changed = [k for k in _diff(before, after) if k not in RESUMABLE_CHANGES]
-    if changed:
-        raise ConfigError(
-            f"--resume: {changed[0]} cannot change in a resumed run (only "
-            f"{', '.join(RESUMABLE_CHANGES)} can); start a new run with -c <run>/config.yaml"
-        )
-
-
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [k for key in a for k in _diff(a[key], b.get(key), f"{prefix}{key}.")]
-    return [] if a == b else [prefix.rstrip(".")]
-
-
-def _run(
+def run_in(
     config: Config, setup: Setup, run: RunDir, state: FitState, terminal: Console | None
 ) -> RunResult:
+    """Fit from `state` (fresh or resumed) in the run directory `run`, then write its summary."""
     out = RunConsole(run.path / "log.txt", terminal)
     try:
         return _fit_and_report(config, setup, run, state, out)
@@ -363,4 +300,4 @@ def _version() -> str:
         return "unknown"
 
 
-__all__ = ["RunResult", "build", "resume", "train"]
+__all__ = ["RunResult", "build", "train"]

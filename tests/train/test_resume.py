@@ -16,6 +16,7 @@ import torch
 from cnnlab.errors import ConfigError
 from cnnlab.train import experiment
 from cnnlab.train.checkpoint import load_state
+from cnnlab.train.resume import resume
 from cnnlab.train.stop import Stopper
 
 # Deterministic, several epochs of many small steps, exercising every kind of resumable state:
@@ -79,7 +80,7 @@ def test_stopped_in_process_and_resumed_matches_the_unbroken_run(
     stopped = experiment.train(quick(*EXACT))
     assert stopped.status == "interrupted"
     monkeypatch.undo()
-    result = experiment.resume(stopped.path)
+    result = resume(stopped.path)
     assert result.status == "completed" and result.path == stopped.path
     assert_bit_identical(final_weights(result.path), final_weights(unbroken))
     assert metrics(result.path) == metrics(unbroken)
@@ -170,24 +171,24 @@ def test_time_limit_stops_resumably(quick):
     assert result.status == "time_limit" and result.summary["steps"] == 1
     saved = load_state(result.path / "checkpoints" / "last.ckpt")
     assert saved["fit"]["partial"]["batch"] == 1 and saved["train_loader"]["position"] == 1
-    assert experiment.resume(result.path).status == "time_limit"  # the same budget again
-    assert experiment.resume(result.path, ["train.max_minutes=null"]).status == "completed"
+    assert resume(result.path).status == "time_limit"  # the same budget again
+    assert resume(result.path, ["train.max_minutes=null"]).status == "completed"
 
 
 def test_resume_can_extend_a_finished_run(quick):
     first = experiment.train(quick("train.epochs=1"))
     with pytest.raises(ConfigError, match=r"completed after 1 epochs; .*train.epochs=11"):
-        experiment.resume(first.path)
-    more = experiment.resume(first.path, ["train.epochs=2"])
+        resume(first.path)
+    more = resume(first.path, ["train.epochs=2"])
     assert more.status == "completed" and more.summary["epochs_run"] == 2
 
 
 def test_resume_refuses_changes_that_shape_training(quick, tmp_path):
     first = experiment.train(quick("train.epochs=1"))
     with pytest.raises(ConfigError, match=r"optim.lr cannot change in a resumed run"):
-        experiment.resume(first.path, ["optim.lr=0.1", "train.epochs=2"])
+        resume(first.path, ["optim.lr=0.1", "train.epochs=2"])
     with pytest.raises(ConfigError, match=r"no checkpoints/last.ckpt"):
-        experiment.resume(tmp_path)
+        resume(tmp_path)
 
 
 def test_cli_resume_errors_are_one_line_exit_2(tmp_path, capsys):

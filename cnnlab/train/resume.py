@@ -1,0 +1,85 @@
+"""resume(run_dir) -> RunResult: continue a run from checkpoints/last.ckpt, in its directory.
+
+last.ckpt holds everything the run needs to go on exactly (see experiment.resume_state); this
+module decides whether a run may be resumed, and with which changes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from cnnlab.config import Config, load_config
+from cnnlab.errors import ConfigError
+from cnnlab.track.rundir import RunDir
+from cnnlab.train.checkpoint import load_state
+from cnnlab.train.device import kernel_mode, resolve_device
+from cnnlab.train.experiment import RunResult, build, load_resume_state, run_in
+from cnnlab.train.loop import FitState
+
+# What `--resume` may change: budgets and placement, nothing that shapes the training.
+RESUMABLE_CHANGES = ("train.epochs", "train.max_minutes", "train.device")
+
+
+def resume(
+    run_dir: str | Path, overrides: list[str] = (), terminal: Console | None = None
+) -> RunResult:
+    """Continue the run in `run_dir` from its last checkpoint, in the same directory. Only
+    RESUMABLE_CHANGES may be overridden, e.g. train.epochs=30 to train on past its end."""
+    path = Path(run_dir)
+    last = path / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise ConfigError(
+            f"--resume {run_dir}: no checkpoints/last.ckpt there (not a cnnlab run directory?)"
+        )
+    saved = load_state(last)
+    config = load_config(overrides=overrides, base=saved["config"])
+    _refuse_changes(saved["config"], config.to_dict())
+    state = FitState()
+    state.load(saved["fit"])
+    _refuse_finished(path, state, config)
+    state.status = "running"
+    device = resolve_device(config.train.device)
+    with kernel_mode(config.train.deterministic):
+        setup = build(config, device)
+        load_resume_state(setup.parts, saved)
+        return run_in(config, setup, RunDir.reopen(path, state.history), state, terminal)
+
+
+def _refuse_finished(path: Path, state: FitState, config: Config) -> None:
+    """A run that ended for a reason resuming would not change gets an error, not a no-op."""
+    rule, more = config.train.early_stopping, f"train.epochs={state.epoch + 10}"
+    if state.epoch >= config.train.epochs and state.partial is None:
+        why = f"completed after {state.epoch} epochs; to train on, raise train.epochs (e.g. {more})"
+    elif rule.patience is not None and state.bad_epochs >= rule.patience:
+        why = f"early_stopped at epoch {state.epoch} ({rule.monitor} stopped improving)"
+    elif _summary_status(path) == "diverged":
+        why = "diverged, and resuming would repeat it; start a new run with a lower optim.lr"
+    else:
+        return
+    raise ConfigError(f"--resume {path}: the run {why}")
+
+
+def _summary_status(path: Path) -> str | None:
+    try:
+        return json.loads((path / "summary.json").read_text())["status"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _refuse_changes(before: dict[str, Any], after: dict[str, Any]) -> None:
+    changed = [k for k in _diff(before, after) if k not in RESUMABLE_CHANGES]
+    if changed:
+        raise ConfigError(
+            f"--resume: {changed[0]} cannot change in a resumed run (only "
+            f"{', '.join(RESUMABLE_CHANGES)} can); start a new run with -c <run>/config.yaml"
+        )
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [k for key in a for k in _diff(a[key], b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".")]
