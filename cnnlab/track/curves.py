@@ -48,7 +48,15 @@ def run_labels(runs: list[Run]) -> list[str]:
     keys = differing_keys([r.config for r in runs])
     if not keys:
         return [r.path.name for r in runs]
-    return [" ".join(f"{k}={flatten(r.config).get(k)}" for k in keys) for r in runs]
+    return [
+        _shorten(" ".join(f"{k}={_shorten(str(flatten(r.config).get(k)), 24)}" for k in keys), 80)
+        for r in runs
+    ]
+
+
+def _shorten(text: str, limit: int) -> str:
+    """Legends stay legible: a `model.layers` list alone can run to hundreds of characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def plot_curves(runs: list[Run], metrics: list[str], log: bool = False) -> Figure:
