@@ -183,18 +183,26 @@ def extra_results(path: Path) -> list[str]:
     return parts
 
 
+def _clipped(value: str, limit: int = 40) -> str:
+    if len(value) <= limit:
+        return esc(value)
+    return f'<span title="{esc(value)}">{esc(value[: limit - 1])}…</span>'
+
+
 def comparison(runs: list[Run]) -> str:
     keys = differing_keys([r.config for r in runs])
     accs = [r.summary.get("best_val_acc") for r in runs]
     best = max((a for a in accs if a is not None), default=None)
     numbers = ["best val acc", "final val acc", "test acc", "epochs", "train time"]
-    head = ["run", *keys, *numbers, "status"]
+    # Results before the differing keys: a long value (a model.layers list) must not push them
+    # off the page; long values are cut, with the whole value in the cell's tooltip.
+    head = ["run", *numbers, "status", *keys]
     rows = []
     for i, (run, acc) in enumerate(zip(runs, accs, strict=True)):
         flat, shown = flatten(run.config), dict(key_numbers(run.summary))
         cells = [f'<a href="#run-{i}">{esc(run.path.name)}</a>']
-        cells += [esc(x) for x in [*(flat.get(k, "-") for k in keys), *map(shown.get, numbers)]]
-        cells.append(esc(status(run)))
+        cells += [esc(x) for x in [*map(shown.get, numbers), status(run)]]
+        cells += [_clipped(str(flat.get(k, "-"))) for k in keys]
         mark = " class=best" if best is not None and acc == best else ""
         rows.append(f"<tr{mark}>{''.join(f'<td>{c}</td>' for c in cells)}</tr>")
     header = "".join(f"<th>{esc(h)}</th>" for h in head)
