@@ -50,9 +50,11 @@ from torch import nn
 from cnnlab.analyze.trained import TrainedRun
 from cnnlab.atomic import atomic_path, write_text_atomic
 from cnnlab.augment.ops import OPS
+from cnnlab.data.imageset import ImageSet
+from cnnlab.data.loader import DeviceLoader
 from cnnlab.errors import ConfigError
 from cnnlab.registry import did_you_mean
-from cnnlab.train.loop import autocast
+from cnnlab.train.loop import evaluate
 
 ROBUSTNESS_CSV = "robustness.csv"  # the names cnnlab.report.html embeds
 ROBUSTNESS_MD = "robustness.md"
@@ -172,22 +174,22 @@ def accuracy(
     seed: int = 0,
 ) -> float:
     """Accuracy of `model` on uint8 images (N, C, H, W) after `transform` (on [0, 1] floats),
-    normalised as in training. Runs on the images' device, batch by batch."""
-    device = images.device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    for start in range(0, len(labels), batch_size):
-        x = images[start : start + batch_size].float().div_(255.0)
-        if transform is not None:
-            x = transform(x, gen)
-        x = ((x - mean_t) / std_t).contiguous(memory_format=fmt)
-        with autocast(device, precision):
-            logits = model(x)
-        correct += (logits.argmax(dim=1) == labels[start : start + batch_size]).sum()
-    return correct.item() / max(1, len(labels))
+    normalised as in training: the evaluation loader and loop training uses, with the
+    corruption as the loader's transform, on the images' device."""
+    if not len(labels):
+        return 0.0
+    classes = tuple(str(i) for i in range(int(labels.max()) + 1))
+    loader = DeviceLoader(
+        ImageSet(images, labels, classes),
+        batch_size=batch_size,
+        device=images.device,
+        mean=tuple(mean),
+        std=tuple(std),
+        seed=seed,
+        transform=None if transform is None else (lambda x, y, gen: (transform(x, gen), y)),
+        channels_last=channels_last,
+    )
+    return evaluate(model, loader, precision)[1]
 
 
 @dataclass
