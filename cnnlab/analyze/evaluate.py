@@ -28,11 +28,9 @@ from cnnlab.analyze.trained import TrainedRun
 from cnnlab.atomic import atomic_path, write_text_atomic
 from cnnlab.augment.tta import build_views
 from cnnlab.errors import ConfigError
+from cnnlab.track.rundir import CONFUSION_CSV, CONFUSION_PNG
 from cnnlab.train.loop import autocast
 
-# The names cnnlab.report embeds (report.html's CONFUSION_*); analyze may not import report.
-CONFUSION_PNG = "confusion.png"
-CONFUSION_CSV = "confusion.csv"
 DEFAULT_VIEWS = ["flip"]  # --tta on a run that configured no augment.tta
 ANNOTATE_MAX_CLASSES = 20  # above this the counts in the confusion plot become unreadable
 TICKS_MAX_CLASSES = 50

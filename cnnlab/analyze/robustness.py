@@ -54,11 +54,9 @@ from cnnlab.data.imageset import ImageSet
 from cnnlab.data.loader import DeviceLoader
 from cnnlab.errors import ConfigError
 from cnnlab.registry import did_you_mean
+from cnnlab.track.rundir import ROBUSTNESS_CSV, ROBUSTNESS_MD, ROBUSTNESS_PNG
 from cnnlab.train.loop import evaluate
 
-ROBUSTNESS_CSV = "robustness.csv"  # the names cnnlab.report.html embeds
-ROBUSTNESS_MD = "robustness.md"
-ROBUSTNESS_PNG = "robustness.png"
 SEVERITIES = (1, 2, 3, 4, 5)
 
 # transform(x, gen) -> x on (B, C, H, W) float images in [0, 1].

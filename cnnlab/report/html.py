@@ -18,14 +18,13 @@ from cnnlab.atomic import write_text_atomic
 from cnnlab.errors import ConfigError
 from cnnlab.track.curves import differing_keys, flatten, plot_curves, png_bytes
 from cnnlab.track.registry import Run, load_run
-
-# Files a run directory may hold besides what `train` writes; written by `cnnlab eval` and
-# `cnnlab robustness`, and embedded when present.
-CONFUSION_PNG = "confusion.png"
-CONFUSION_CSV = "confusion.csv"
-ROBUSTNESS_PNG = "robustness.png"
-ROBUSTNESS_CSV = "robustness.csv"
-REPORT_NAME = "report.html"
+from cnnlab.track.rundir import (
+    CONFUSION_CSV,
+    CONFUSION_PNG,
+    REPORT_NAME,
+    ROBUSTNESS_CSV,
+    ROBUSTNESS_PNG,
+)
 
 CURVES = (("loss", ["train_loss", "val_loss"]), ("accuracy", ["train_acc", "val_acc"]))
 

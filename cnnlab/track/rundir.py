@@ -16,6 +16,14 @@ from typing import Any
 from cnnlab.atomic import write_text_atomic
 from cnnlab.errors import ConfigError
 
+# Files that commands over a finished run add to its directory; `cnnlab report` embeds them.
+CONFUSION_CSV = "confusion.csv"  # first row "true\\pred" + class names, first column class names
+CONFUSION_PNG = "confusion.png"
+ROBUSTNESS_CSV = "robustness.csv"  # first row "corruption" + severities, first column corruptions
+ROBUSTNESS_MD = "robustness.md"
+ROBUSTNESS_PNG = "robustness.png"
+REPORT_NAME = "report.html"
+
 # TensorBoard tag of each per-epoch metric (the names users know from their own loops).
 TENSORBOARD_TAGS = {
     "train_loss": "Loss/train",

@@ -16,7 +16,7 @@ from PIL import Image
 from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
 from cnnlab.report import write_report
-from cnnlab.report.html import CONFUSION_CSV, ROBUSTNESS_CSV
+from cnnlab.track.rundir import CONFUSION_CSV, ROBUSTNESS_CSV
 from cnnlab.train.experiment import train
 
 PNG_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
