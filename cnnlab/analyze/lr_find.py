@@ -24,7 +24,7 @@ from cnnlab.config import Config
 from cnnlab.errors import ConfigError
 from cnnlab.train import experiment
 from cnnlab.train.device import kernel_mode, resolve_device, seed_everything
-from cnnlab.train.loop import autocast
+from cnnlab.train.loop import autocast, optimizer_step
 
 MIN_POINTS = 5  # fewer points before the minimum than this give no usable slope
 
@@ -74,7 +74,7 @@ def find_lr(
     with kernel_mode(cfg.deterministic), torch.enable_grad():
         seed_everything(cfg.seed)
         parts = experiment.build(config, device).parts  # its scheduler is unused: this is a sweep
-        model, optimizer, scaler = parts.model, parts.optimizer, parts.scaler
+        model, optimizer = parts.model, parts.optimizer
         loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         model.train()
         batches = iter(parts.train_loader)
@@ -91,13 +91,8 @@ def find_lr(
             with autocast(device, cfg.precision):
                 logits = model(x)
             loss = loss_fn(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip is not None:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            parts.scaler.scale(loss).backward()
+            optimizer_step(parts, cfg.grad_clip)
             value = loss.item()
             avg = smoothing * avg + (1 - smoothing) * value
             smooth = avg / (1 - smoothing ** (i + 1))  # bias correction: avg starts at 0

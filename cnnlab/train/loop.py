@@ -235,12 +235,7 @@ def train_epoch(
         _add(sums, loss.detach(), logits.detach(), y)
         if sums.batch - group_start < group_size:
             continue
-        if cfg.grad_clip is not None:
-            scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-            nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(parts, cfg.grad_clip)
         parts.scheduler.step()
         if parts.ema is not None:
             parts.ema.update()
@@ -275,6 +270,16 @@ def train_epoch(
         "images_per_second": sums.seen / max(sums.seconds, 1e-9),
         "seconds": sums.seconds,
     }
+
+
+def optimizer_step(parts: TrainParts, grad_clip: float | None) -> None:
+    """Clip, step, update the fp16 loss scale, clear the gradients for the next step."""
+    if grad_clip is not None:
+        parts.scaler.unscale_(parts.optimizer)  # clip the true gradients, not the scaled ones
+        nn.utils.clip_grad_norm_(parts.model.parameters(), grad_clip)
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    parts.optimizer.zero_grad(set_to_none=True)
 
 
 def _add(sums: _Sums, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
