@@ -16,6 +16,7 @@ from typing import Any
 
 from cnnlab.atomic import write_text_atomic
 from cnnlab.errors import ConfigError
+from cnnlab.track.console import summary_rows
 from cnnlab.track.curves import differing_keys, flatten, plot_curves, png_bytes
 from cnnlab.track.registry import Run, load_run
 from cnnlab.track.rundir import (
@@ -121,19 +122,9 @@ def run_section(run: Run, index: int) -> str:
 
 
 def key_numbers(s: dict[str, Any]) -> list[tuple[str, str]]:
-    best = pct(s.get("best_val_acc"))
-    if s.get("best_epoch") and s.get("best_val_acc") is not None:
-        best += f" (epoch {s['best_epoch']})"
-    seconds, speed = s.get("train_seconds"), s.get("images_per_second")
     versions = s.get("versions") or {}
     return [
-        ("best val acc", best),
-        ("final val acc", pct(s.get("final_val_acc"))),
-        ("test acc", pct(s.get("test_acc"))),
-        ("epochs", str(s.get("epochs_run", "-"))),
-        ("train time", "-" if seconds is None else f"{seconds:.1f} s"),
-        ("images/s", "-" if not speed else f"{speed:,.0f}"),
-        ("device", str(s.get("device", "-"))),
+        *summary_rows(s),
         ("versions", " ".join(f"{k} {v}" for k, v in versions.items()) or "-"),
     ]
 

@@ -83,21 +83,7 @@ class RunConsole:
         table = Table(title="run summary", show_header=False, title_justify="left")
         table.add_column("what", style="bold")
         table.add_column("value")
-        pct = "{:.2%}".format
-        rows = [
-            ("status", summary["status"]),
-            (
-                "best val acc",
-                _maybe(summary["best_val_acc"], pct)
-                + (f" (epoch {summary['best_epoch']})" if summary["best_epoch"] else ""),
-            ),
-            ("final val acc", _maybe(summary["final_val_acc"], pct)),
-            ("test acc", _maybe(summary["test_acc"], pct)),
-            ("epochs", str(summary["epochs_run"])),
-            ("train time", f"{summary['train_seconds']:.1f} s"),
-            ("images/s", f"{summary['images_per_second']:,.0f}"),
-            ("device", summary["device"]),
-        ]
+        rows = [("status", summary["status"]), *summary_rows(summary)]
         for finding in summary["diagnosis"]:
             where = f" (epochs {finding['epochs']})" if finding.get("epochs") else ""
             rows.append((finding["kind"] + where, f"{finding['message']}; {finding['advice']}"))
@@ -108,6 +94,24 @@ class RunConsole:
     def close(self) -> None:
         self.stop_progress()
         self._log.close()
+
+
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The key numbers of a summary.json as (label, text): the end-of-run table and the HTML
+    report show the same. Missing keys (a run still going) read "-"."""
+    pct = "{:.2%}".format
+    best = _maybe(summary.get("best_val_acc"), pct)
+    if summary.get("best_epoch") and summary.get("best_val_acc") is not None:
+        best += f" (epoch {summary['best_epoch']})"
+    return [
+        ("best val acc", best),
+        ("final val acc", _maybe(summary.get("final_val_acc"), pct)),
+        ("test acc", _maybe(summary.get("test_acc"), pct)),
+        ("epochs", str(summary.get("epochs_run", "-"))),
+        ("train time", _maybe(summary.get("train_seconds"), "{:.1f} s".format)),
+        ("images/s", _maybe(summary.get("images_per_second"), "{:,.0f}".format)),
+        ("device", str(summary.get("device", "-"))),
+    ]
 
 
 def _maybe(value: float | None, fmt) -> str:
