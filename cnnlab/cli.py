@@ -59,6 +59,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=cmd_train)
 
+    transfer = commands.add_parser(
+        "transfer",
+        parents=[debug],
+        help="train with model.backbone=RUN|CHECKPOINT|torchvision:NAME|timm:NAME and transfer.*",
+    )
+    _config_args(transfer)
+    transfer.add_argument("--resume", metavar="RUN_DIR", help="as for train")
+    transfer.set_defaults(func=cmd_transfer)
+
     lr_find = commands.add_parser(
         "lr-find",
         parents=[debug],
@@ -262,10 +271,17 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     from cnnlab import data, models
+    from cnnlab.train.backbone import build_model, load_backbone
 
     info = data.build(config.data).info  # the model's input: channels, size, classes
-    model = models.build(config.model, info.num_classes, info.channels, info.image_size)
-    print(f"{config.model.name} on {info.name}: {info.num_classes} classes")
+    if config.model.backbone is not None:  # the uncut backbone: where transfer.layer may cut
+        source = load_backbone(config.model.backbone, weights=False)
+        print(f"backbone {source.name} (transfer.layer: a # or layer of this table)")
+        print(models.summarize(source.net, (source.channels, *source.image_size)).table())
+        print()
+    model = build_model(config, info, weights=False)  # the shape is all a summary needs
+    name = "transfer net" if config.model.backbone else config.model.name
+    print(f"{name} on {info.name}: {info.num_classes} classes")
     print(models.summarize(model, (info.channels, *info.image_size)).table())
     return 0
 
@@ -339,6 +355,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cnnlab.train.experiment import train
 
     return _exit_code(train(config).status)
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    """`cnnlab train`, for configs that reuse a trained net: saying so catches a forgotten key."""
+    if args.resume is None:
+        from cnnlab.config import load_config
+
+        if load_config(args.config, args.overrides).model.backbone is None:
+            raise ConfigError(
+                "cnnlab transfer needs model.backbone=RUN_DIR, a checkpoint file, "
+                "torchvision:NAME or timm:NAME (or use cnnlab train)"
+            )
+    return cmd_train(args)
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:

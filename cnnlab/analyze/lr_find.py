@@ -74,9 +74,10 @@ def find_lr(
     with kernel_mode(cfg.deterministic), torch.enable_grad():
         seed_everything(cfg.seed)
         parts = experiment.build(config, device).parts  # its scheduler is unused: this is a sweep
-        model, optimizer = parts.model, parts.optimizer
+        # parts.net: what training calls (a transfer run's head when its features are cached)
+        model, optimizer = parts.net, parts.optimizer
         loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        model.train()
+        parts.model.train()
         batches = iter(parts.train_loader)
         lrs, losses, smoothed, avg, best, stopped_at = [], [], [], 0.0, math.inf, None
         for i in range(steps):

@@ -29,6 +29,9 @@ class DataConfig(Section):
     # preset (for pretrained nets); "none": only scale to [0, 1].
     normalize: Literal["train", "imagenet", "none"] = "train"
     label_set: Literal["fine", "coarse"] = "fine"  # cifar100's 100 fine or 20 coarse classes
+    # Keep only these classes (names or label indices), relabelled 0..k-1 in the order given,
+    # in every split: [0, 1, 2, 3, 4] or [T-shirt/top, Trouser]. None: every class.
+    classes: list[str | int] | None = None
     on_bad_file: Literal["skip", "error"] = "skip"  # corrupt images: skip and list, or stop
     # Sets larger than this (uint8 bytes, in MiB) stream through DataLoader workers instead of
     # living on the training device.
@@ -75,6 +78,11 @@ class ModelConfig(Section):
     widen: int = Field(default=4, ge=1)  # wrn: width multiplier k
     # layers: the declarative net, e.g. [conv(32, 3), bn, relu, maxpool(2), flatten, linear]
     layers: list[str] = []
+    # Start from a trained net, cut and given a new head as the transfer section says: a cnnlab
+    # run directory, a cnnlab checkpoint file (best.safetensors, last.ckpt), or torchvision:NAME /
+    # timm:NAME with its pretrained weights. The backbone decides the architecture, so the other
+    # model.* keys stay unset. None: train model.name from scratch.
+    backbone: str | None = None
 
 
 class OptimConfig(Section):
@@ -170,6 +178,35 @@ class TrainConfig(Section):
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
 
 
+class TransferConfig(Section):
+    """How model.backbone becomes this run's model: input adapter -> backbone cut at `layer` ->
+    pool -> head. The adapter resizes, repeats or mixes channels and re-normalises the data's
+    images into what the backbone was trained on."""
+
+    # false: the backbone's architecture with fresh random weights (the control that shows
+    # what its training bought).
+    pretrained: bool = True
+    # Where to cut: a module name of the backbone ("layer3", "features.7") or a row number of
+    # its table in `cnnlab summary` (negative counts from the end). None: the input of its last
+    # linear layer (the classifier), i.e. the features the backbone classified from.
+    layer: str | int | None = None
+    pool: Literal["avg", "max", "avgmax", "flatten"] = "avg"  # a (C, H, W) cut -> a vector
+    pool_size: int = Field(default=1, ge=1)  # avg/max/avgmax: output height = width
+    head: Literal["linear", "mlp"] = "linear"
+    hidden: list[int] = [512]  # mlp: widths of its hidden layers
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # before each linear layer of the head
+    # Frozen: backbone weights and BatchNorm statistics fixed. Frozen for the whole run with no
+    # augment.train and no TTA, its features are computed once and only the head trains.
+    freeze: bool = True
+    unfreeze_after: int | None = Field(default=None, ge=1)  # epochs frozen, then fine-tune all
+    # Backbone lr = optim.lr x this while it trains: a pretrained net wants smaller steps than a
+    # fresh head (fastai's discriminative learning rates).
+    backbone_lr_mult: float = Field(default=0.1, ge=0.0)
+    # Images resized (on the device) to this square size for the backbone. None: the size a
+    # cnnlab backbone was trained at; the data's own size for torchvision/timm backbones.
+    input_size: int | None = Field(default=None, gt=0)
+
+
 class EvalConfig(Section):
     batch_size: int = Field(default=1024, ge=1)
 
@@ -187,6 +224,7 @@ class Config(Section):
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
+    transfer: TransferConfig = TransferConfig()
     eval: EvalConfig = EvalConfig()
     run: RunConfig = RunConfig()
 

@@ -8,6 +8,7 @@ from cnnlab.data.imageset import DataBundle, DatasetInfo, ImageSet
 from cnnlab.data.loader import DeviceLoader, StreamLoader, make_loader
 from cnnlab.data.paths import cache_root
 from cnnlab.data.registry import SOURCES
+from cnnlab.data.select import select_splits
 from cnnlab.data.split import split_train_val
 from cnnlab.data.stats import PRESETS, Stats, cached_channel_stats
 from cnnlab.data.transform import convert
@@ -21,14 +22,15 @@ LABEL_SETS = {"cifar100": ("fine", "coarse")}  # datasets with more than one lab
 
 
 def build(cfg: DataConfig) -> DataBundle:
-    """Read the source, split off validation unless the source has its own, convert, measure."""
+    """Read the source, keep data.classes, split off validation unless the source has its own,
+    convert, measure."""
     if cfg.label_set != "fine" and cfg.label_set not in LABEL_SETS.get(cfg.name, ()):
         raise ConfigError(
             f"data.label_set = {cfg.label_set!r}: {cfg.name} has one label set "
             f"(coarse labels exist for: {', '.join(LABEL_SETS)})"
         )
     read = SOURCES.get(cfg.name)
-    splits = read(cfg)
+    splits = select_splits(read(cfg), cfg.classes)  # before the split: it stratifies by class
     if splits.val is not None:
         train, val = splits.train, splits.val
     else:

@@ -36,10 +36,7 @@ class DeviceLoader:
         transform: BatchTransform | None = None,
         channels_last: bool = False,
     ):
-        self.images, self.labels = self._store(data, device)
-        self.batch_size = batch_size
-        self.device = device
-        self.shuffle = shuffle
+        self._batches(*self._store(data, device), batch_size, device, shuffle, seed)
         self.transform = transform
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # (x - mean) / std as one fused x * scale + shift; mean/std are on the [0, 1] scale.
@@ -47,12 +44,27 @@ class DeviceLoader:
         std_t = torch.tensor(std, device=device).view(1, c, 1, 1)
         self._scale = 1.0 / std_t
         self._shift = -torch.tensor(mean, device=device).view(1, c, 1, 1) / std_t
+
+    def _batches(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        device: torch.device,
+        shuffle: bool,
+        seed: int,
+    ) -> None:
+        """What batching by index needs: the stored set, the order's generator and position."""
+        self.images, self.labels = images, labels
+        self.batch_size = batch_size
+        self.device = device
+        self.shuffle = shuffle
         # One generator drives both the order and the augmentations, so one state resumes both.
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
         # Training drops a last partial batch: a batch of 1 breaks BatchNorm, and a short batch
         # would weigh its examples more. Evaluation sees every image.
-        self.drop_last = shuffle and len(data) > batch_size
+        self.drop_last = shuffle and len(labels) > batch_size
         self._order: torch.Tensor | None = None  # set while an epoch is under way
         self._position = 0  # batches of this epoch already handed out
         self._order_device = device

@@ -39,19 +39,21 @@ def builder(name: str) -> Callable[..., nn.Module]:
     return SOURCES[source](name, model)
 
 
-def _unknown(name: str, model: str, library: str, valid: list[str]) -> ConfigError:
+def _unknown(
+    name: str, model: str, library: str, valid: list[str], key: str = "model.name"
+) -> ConfigError:
     close = difflib.get_close_matches(model, valid, n=5, cutoff=0.5)
     hint = f"; close: {', '.join(close)}" if close else ""
-    return ConfigError(f"model.name = {name!r}: {library} has no model {model!r}{hint}")
+    return ConfigError(f"{key} = {name!r}: {library} has no model {model!r}{hint}")
 
 
-def _import(name: str, library: str):
+def _import(name: str, library: str, key: str = "model.name"):
     """The library module, or a ConfigError saying how to install it."""
     try:
         return importlib.import_module(library)
     except ImportError:
         raise ConfigError(
-            f"model.name = {name!r}: {library} is not installed (pip install {library})"
+            f"{key} = {name!r}: {library} is not installed (pip install {library})"
         ) from None
 
 

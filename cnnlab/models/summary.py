@@ -75,6 +75,7 @@ class ModelSummary:
 
     def table(self) -> str:
         header = (
+            "#",  # what transfer.layer takes besides the name
             "layer",
             "type",
             "output shape",
@@ -85,6 +86,7 @@ class ModelSummary:
         )
         body = [
             (
+                str(i),
                 r.name,
                 r.kind,
                 "×".join(map(str, r.output_shape)),
@@ -93,13 +95,13 @@ class ModelSummary:
                 f"{r.macs:,}",
                 _rf_cell(r.receptive_field),
             )
-            for r in self.rows
+            for i, r in enumerate(self.rows)
         ]
         widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
         def line(cells: tuple[str, ...]) -> str:
             return "  ".join(
-                c.rjust(w) if i in (3, 4, 5) else c.ljust(w)
+                c.rjust(w) if i in (0, 4, 5, 6) else c.ljust(w)
                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))
             ).rstrip()
 

@@ -22,6 +22,7 @@ from cnnlab.atomic import atomic_path
 from cnnlab.errors import CheckpointError
 
 _SKELETON_KEY = "cnnlab.state"
+_ABOUT_KEY = "cnnlab.about"
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
@@ -34,12 +35,23 @@ def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[st
         )
 
 
-def save_weights(model: torch.nn.Module, path: Path) -> None:
-    _atomic_save(dict(model.state_dict()), path, metadata={"format": "cnnlab.weights"})
+def save_weights(model: torch.nn.Module, path: Path, about: dict[str, Any] | None = None) -> None:
+    """about: plain data describing the weights (the run's config and data), kept as JSON in the
+    header so the file alone can rebuild its model (a transfer backbone, say)."""
+    metadata = {"format": "cnnlab.weights"}
+    if about is not None:
+        metadata[_ABOUT_KEY] = json.dumps(about)
+    _atomic_save(dict(model.state_dict()), path, metadata=metadata)
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     return _read(path)[1]
+
+
+def weights_about(path: Path) -> dict[str, Any]:
+    """What save_weights(about=...) recorded; {} for files without it. Reads only the header."""
+    metadata = _read(path, tensors=False)[0]
+    return json.loads(metadata[_ABOUT_KEY]) if _ABOUT_KEY in metadata else {}
 
 
 def save_state(state: dict[str, Any], path: Path) -> None:
@@ -55,11 +67,11 @@ def load_state(path: Path) -> dict[str, Any]:
     return _unflatten(json.loads(metadata[_SKELETON_KEY]), tensors)
 
 
-def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """(header metadata, tensors) of a safetensors file, or a CheckpointError naming it."""
+def _read(path: Path, tensors: bool = True) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """(header metadata, tensors or {}) of a safetensors file, or a CheckpointError naming it."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys() if tensors}
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except Exception as e:  # safetensors raises its own error types for torn or foreign files

@@ -7,7 +7,9 @@ device) is built before the run directory exists, so a bad config leaves nothing
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,12 @@ from rich.console import Console
 from cnnlab import augment, data, models
 from cnnlab.config import Config, dump_yaml
 from cnnlab.errors import ConfigError
+from cnnlab.models.transfer import TransferNet
 from cnnlab.track.console import RunConsole
 from cnnlab.track.diagnose import diagnose
 from cnnlab.track.rundir import RunDir
-from cnnlab.train import optim, schedule
+from cnnlab.train import optim, schedule, transfer
+from cnnlab.train.backbone import build_model, info_record
 from cnnlab.train.checkpoint import (
     load_state,
     load_weights,
@@ -51,6 +55,11 @@ class Setup:
     parts: TrainParts
     bundle: data.DataBundle
     device: torch.device
+    # Images -> what parts.eval_net evaluates (the test split at the end): normalised images, or
+    # a frozen backbone's cached features.
+    eval_loader: Callable[[data.ImageSet], data.DeviceLoader]
+    notes: list[str] = field(default_factory=list)  # for the run's log, before training
+    feature_seconds: float | None = None  # extracting cached features, outside train_seconds
 
 
 def build(config: Config, device: torch.device) -> Setup:
@@ -62,7 +71,7 @@ def build(config: Config, device: torch.device) -> Setup:
             raise ConfigError(f"{key} = {metric!r}: expected one of {', '.join(EPOCH_METRICS)}")
     bundle = data.build(config.data)
     info = bundle.info
-    model = models.build(config.model, info.num_classes, info.channels, info.image_size)
+    model = build_model(config, info)
     memory_format = torch.channels_last if config.train.channels_last else torch.preserve_format
     model = model.to(device=device, memory_format=memory_format)
     train_loader = data.make_loader(
@@ -79,16 +88,62 @@ def build(config: Config, device: torch.device) -> Setup:
         channels_last=config.train.channels_last,
     )
     val_loader = eval_loader(bundle.val, config, info, device)
-    optimizer = optim.build(model, config.optim)
+    if isinstance(model, TransferNet):
+        optimizer = transfer.build_optimizer(model, config)
+    else:
+        optimizer = optim.build(model, config.optim)
     steps_per_epoch = -(-len(train_loader) // config.train.accumulate)
     scheduler = schedule.build(optimizer, config.schedule, steps_per_epoch, config.train.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
     views = augment.build_views(config.augment.tta)
     ema = EMA(model, config.train.ema) if config.train.ema is not None else None
     parts = TrainParts(model, optimizer, scheduler, scaler, train_loader, val_loader, views, ema)
+    setup = Setup(parts, bundle, device, lambda images: eval_loader(images, config, info, device))
+    if isinstance(model, TransferNet):
+        _transfer(config, setup, model)
     if config.train.compile:
         parts.net, parts.eval_net = torch.compile(parts.net), torch.compile(parts.eval_net)
-    return Setup(parts, bundle, device)
+    return setup
+
+
+def _transfer(config: Config, setup: Setup, model: TransferNet) -> None:
+    """Unfreezing on schedule, or training the head on features computed once."""
+    parts, cfg = setup.parts, config.transfer
+    if cfg.unfreeze_after is not None:
+        parts.before_epoch = transfer.unfreezing(model, cfg.unfreeze_after)
+    reason = transfer.cache_reason(config)
+    if reason is not None:
+        if cfg.freeze:
+            setup.notes.append(f"backbone frozen; features not cached: {reason}")
+        return
+    precision = config.train.precision
+    train, train_s = transfer.feature_loader(
+        model,
+        setup.eval_loader(setup.bundle.train),
+        precision,
+        batch_size=config.train.batch_size,
+        shuffle=True,
+        seed=config.train.seed,
+    )
+    val, val_s = transfer.feature_loader(
+        model, parts.val_loader, precision, batch_size=config.eval.batch_size
+    )
+    parts.train_loader, parts.val_loader = train, val
+    parts.net, parts.eval_net = model.head, parts.eval_model.head
+    setup.feature_seconds = train_s + val_s
+
+    def features(images: data.ImageSet) -> data.DeviceLoader:
+        batches = eval_loader(images, config, setup.bundle.info, setup.device)
+        return transfer.feature_loader(
+            parts.eval_model, batches, precision, batch_size=config.eval.batch_size
+        )[0]
+
+    setup.eval_loader = features
+    setup.notes.append(
+        f"backbone frozen: features of {len(train.labels)} train + {len(val.labels)} val images"
+        f" ({train.images.shape[1]} each) cached in {setup.feature_seconds:.1f} s; the head"
+        " trains on them"
+    )
 
 
 def train(config: Config, terminal: Console | None = None) -> RunResult:
@@ -97,9 +152,28 @@ def train(config: Config, terminal: Console | None = None) -> RunResult:
     with kernel_mode(config.train.deterministic):
         seed_everything(config.train.seed)
         setup = build(config, device)
-        name = config.run.name or f"{config.data.name}-{config.model.name}"
+        name = config.run.name or default_name(config)
         run = RunDir.create(config.run.dir, name)
         return run_in(config, setup, run, FitState(), terminal)
+
+
+def model_label(config: Config) -> str:
+    backbone = config.model.backbone
+    return config.model.name if backbone is None else f"transfer from {backbone}"
+
+
+def default_name(config: Config) -> str:
+    """<data>-<model>, or <data>-from-<backbone> ("digits-from-resnet18")."""
+    backbone = config.model.backbone
+    if backbone is None:
+        return f"{config.data.name}-{config.model.name}"
+    path = Path(backbone)
+    if path.parent.name == "checkpoints":
+        path = path.parent.parent
+    label = (
+        backbone.partition(":")[2] if ":" in backbone else re.sub(r"^\d{8}-\d{6}-", "", path.name)
+    )
+    return f"{config.data.name}-from-{label}"
 
 
 def run_in(
@@ -127,10 +201,12 @@ def _fit_and_report(
     out.print(
         f"{info.name}: {len(setup.bundle.train)} train / {len(setup.bundle.val)} val images, "
         f"{info.num_classes} classes, {info.channels}×{info.image_size[0]}×{info.image_size[1]}"
-        f" | {config.model.name} | {config.optim.name} lr {config.optim.lr:g} | "
+        f" | {model_label(config)} | {config.optim.name} lr {config.optim.lr:g} | "
         f"{device_name(setup.device)}",
         highlight=False,
     )
+    for note in setup.notes:
+        out.print(note, highlight=False)
     if setup.bundle.skipped:
         out.print(
             f"skipped {len(setup.bundle.skipped)} unreadable image file(s); "
@@ -141,8 +217,9 @@ def _fit_and_report(
 
     def checkpoint(state: FitState, improved: bool) -> None:
         if improved:
-            save_weights(parts.eval_model, run.checkpoints / "best.safetensors")
-        save_state(resume_state(config, parts, state), run.checkpoints / "last.ckpt")
+            about = {"config": config.to_dict(), "data": info_record(info)}
+            save_weights(parts.eval_model, run.checkpoints / "best.safetensors", about)
+        save_state(resume_state(config, setup, state), run.checkpoints / "last.ckpt")
 
     def restore(state: FitState) -> None:
         saved = load_state(run.checkpoints / "last.ckpt")
@@ -207,8 +284,9 @@ def _fit_and_report(
     return RunResult(run.path, state.status, summary)
 
 
-def resume_state(config: Config, parts: TrainParts, state: FitState) -> dict[str, Any]:
+def resume_state(config: Config, setup: Setup, state: FitState) -> dict[str, Any]:
     """Everything needed to continue this run bit-exactly after the current epoch."""
+    parts = setup.parts
     return {
         "config": config.to_dict(),
         "fit": state.to_dict(),
@@ -217,6 +295,7 @@ def resume_state(config: Config, parts: TrainParts, state: FitState) -> dict[str
         "scheduler": parts.scheduler.state_dict(),
         "scaler": parts.scaler.state_dict(),
         "ema": parts.ema.state_dict() if parts.ema is not None else None,
+        "data": info_record(setup.bundle.info),
         "train_loader": parts.train_loader.state_dict(),
         "rng": rng_state(),
     }
@@ -253,6 +332,8 @@ def make_summary(
         "images_per_second": state.images_seen / state.train_seconds if state.train_seconds else 0,
         "device": device_name(setup.device),
         "loader": type(setup.parts.train_loader).__name__,  # StreamLoader: over max_resident_mb
+        "data": info_record(setup.bundle.info),  # what reusing the model as a backbone needs
+        **({"feature_seconds": round(setup.feature_seconds, 3)} if setup.feature_seconds else {}),
         "versions": {
             "cnnlab": _version(),
             "python": platform.python_version(),
@@ -271,7 +352,7 @@ def test_accuracy(config: Config, setup: Setup, run: RunDir) -> float | None:
     if test is None or not best.exists():
         return None
     setup.parts.eval_model.load_state_dict(load_weights(best))
-    loader = eval_loader(test, config, setup.bundle.info, setup.device)
+    loader = setup.eval_loader(test)
     return evaluate(setup.parts.eval_net, loader, config.train.precision, setup.parts.views)[1]
 
 

@@ -1,8 +1,9 @@
 """The training loop: epochs of explicit steps, evaluation, early stopping, checkpoint calls.
 
-Outward hooks are plain callables: log_step(dict) at logging points, log_epoch(dict) once per
-epoch (the per-epoch metrics a sweep pruner or a tracker consumes), checkpoint(state, improved),
-and restore(state), which puts the last checkpoint back (the divergence guard's rollback).
+Outward hooks are plain callables: parts.before_epoch(epoch), log_step(dict) at logging
+points, log_epoch(dict) once per epoch (the per-epoch metrics a sweep pruner or a tracker
+consumes), checkpoint(state, improved), and restore(state), which puts the last checkpoint back
+(the divergence guard's rollback).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class TrainParts:
     ema: EMA | None = None
     net: nn.Module | None = None  # what training calls: the model, or its torch.compile
     eval_net: nn.Module | None = None  # what evaluation calls: the EMA or the model, maybe compiled
+    # Called with the epoch's number before each epoch starts or resumes (a transfer run's
+    # backbone unfreezing); a pure function of the epoch, so resuming needs no state for it.
+    before_epoch: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:
         self.net = self.net or self.model
@@ -118,6 +122,8 @@ def fit(
     stopper = stopper or Stopper()
     while state.epoch < cfg.epochs:
         epoch = state.epoch + 1
+        if parts.before_epoch is not None:
+            parts.before_epoch(epoch)
         try:
             totals = train_epoch(parts, cfg, loss_fn, state, epoch, log_step, stopper)
         except DivergedError as e:

@@ -1,0 +1,249 @@
+"""A trained net reused for new classes: input adapter -> backbone cut at a layer -> pool -> head.
+
+The adapter lets the new data keep its own pipeline (normalised by its own statistics): on the
+device it undoes that normalisation, repeats gray to RGB or mixes RGB to gray, resizes, and
+normalises the way the backbone was trained. Cutting at a named layer uses torch.fx
+(torchvision's create_feature_extractor), which keeps only the modules up to the cut, so the
+rest of the backbone costs neither time nor parameters.
+
+A frozen backbone has no gradients and stays in eval mode (BatchNorm statistics fixed) even
+while the head trains, so its features do not depend on the batch and can be computed once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.config.schema import TransferConfig
+from cnnlab.errors import ConfigError
+from cnnlab.models.summary import summarize
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights: RGB -> gray, as PIL's convert("L")
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A trained net and the input it was trained on."""
+
+    name: str  # as given in model.backbone, for messages
+    net: nn.Module  # the whole net, classifier included
+    mean: tuple[float, ...]  # its input normalisation, on the [0, 1] pixel scale
+    std: tuple[float, ...]
+    channels: int
+    image_size: tuple[int, int]  # (H, W) it was trained at
+
+
+class InputAdapter(nn.Module):
+    """(B, C_data, H, W) normalised by the data's statistics -> (B, C, *size) normalised by the
+    backbone's."""
+
+    def __init__(
+        self,
+        data: tuple[tuple[float, ...], tuple[float, ...], tuple[int, int]],
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        size: tuple[int, int],
+    ):
+        """data: (mean, std, (H, W)) of the data's images; mean, std, size: the backbone's."""
+        super().__init__()
+        data_mean, data_std, data_size = data
+        self.size = tuple(size)
+        self.identity = (tuple(data_mean), tuple(data_std), tuple(data_size)) == (
+            tuple(mean),
+            tuple(std),
+            self.size,
+        )
+
+        def column(values: tuple[float, ...]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
+
+        self.register_buffer("data_mean", column(data_mean))
+        self.register_buffer("data_std", column(data_std))
+        self.register_buffer("mean", column(mean))
+        self.register_buffer("std", column(std))
+        self.register_buffer("luma", column(LUMA))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.identity:
+            return x
+        x = x * self.data_std + self.data_mean  # back to [0, 1] pixels
+        data_channels, channels = self.data_mean.shape[1], self.mean.shape[1]
+        if data_channels == 1 and channels > 1:
+            x = x.expand(-1, channels, -1, -1)
+        elif data_channels == 3 and channels == 1:
+            x = (x * self.luma).sum(dim=1, keepdim=True)
+        if tuple(x.shape[-2:]) != self.size:
+            shrink = self.size[0] < x.shape[-2] or self.size[1] < x.shape[-1]
+            x = F.interpolate(
+                x, size=self.size, mode="bilinear", align_corners=False, antialias=shrink
+            )
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return "identity" if self.identity else f"size={self.size}"
+
+
+class Pool(nn.Module):
+    """A cut's output -> (B, D) vectors: feature maps (B, C, H, W) pooled to pool_size² per
+    channel (avgmax: both, concatenated, as fastai's AdaptiveConcatPool) or flattened; tokens
+    (B, N, D) pooled over N; vectors (B, D) pass through."""
+
+    def __init__(self, kind: str, size: int):
+        super().__init__()
+        self.kind, self.size = kind, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 2 or self.kind == "flatten":
+            return x.flatten(1)
+        if x.ndim == 3:  # tokens
+            avg, top = x.mean(dim=1), x.amax(dim=1)
+        else:
+            avg = F.adaptive_avg_pool2d(x, self.size).flatten(1)
+            top = F.adaptive_max_pool2d(x, self.size).flatten(1)
+        if self.kind == "avgmax":
+            return torch.cat([avg, top], dim=1)
+        return avg if self.kind == "avg" else top
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, size={self.size}"
+
+
+def head(in_features: int, num_classes: int, cfg: TransferConfig) -> nn.Sequential:
+    """linear: [dropout] linear; mlp: ([dropout] linear relu) per hidden width, then the same."""
+    layers: list[nn.Module] = []
+    dropout = [nn.Dropout(cfg.dropout)] if cfg.dropout > 0 else []
+    for width in cfg.hidden if cfg.head == "mlp" else []:
+        layers += [*dropout, nn.Linear(in_features, width), nn.ReLU(inplace=True)]
+        in_features = width
+    return nn.Sequential(*layers, *dropout, nn.Linear(in_features, num_classes))
+
+
+class TransferNet(nn.Module):
+    def __init__(self, adapter: InputAdapter, backbone: nn.Module, pool: Pool, head: nn.Module):
+        super().__init__()
+        self.adapter, self.backbone, self.pool, self.head = adapter, backbone, pool, head
+        self.frozen = False
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) images as the data pipeline gives them -> (B, D) head inputs."""
+        return self.pool(self.backbone(self.adapter(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def freeze(self, frozen: bool = True) -> TransferNet:
+        """Frozen: no gradients for the backbone and its BatchNorm statistics fixed."""
+        self.frozen = frozen
+        self.backbone.requires_grad_(not frozen)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> TransferNet:
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
+
+
+def build(
+    source: Backbone,
+    cfg: TransferConfig,
+    num_classes: int,
+    data: tuple[tuple[float, ...], tuple[float, ...], tuple[int, int]],
+    input_size: tuple[int, int],
+) -> TransferNet:
+    """The backbone cut at cfg.layer with an adapter from the data (its mean, std, (H, W)) and a
+    fresh head; unfrozen (the caller freezes it as the config says)."""
+    data_channels = len(data[0])
+    if (data_channels, source.channels) not in ((1, 1), (3, 3), (1, 3), (3, 1)):
+        raise ConfigError(
+            f"model.backbone = {source.name!r}: takes {source.channels}-channel images, the data"
+            f" has {data_channels} (expected 1 or 3 either side)"
+        )
+    adapter = InputAdapter(data, source.mean, source.std, input_size)
+    input_shape = (source.channels, *input_size)
+    backbone = cut(source, cfg.layer, input_shape)
+    probe = _output(backbone, input_shape)
+    if probe.ndim == 2 and (cfg.pool, cfg.pool_size) != ("avg", 1):
+        raise ConfigError(
+            f"transfer.pool = {cfg.pool!r}, pool_size = {cfg.pool_size}: the cut at"
+            f" transfer.layer = {cfg.layer!r} gives vectors ({probe.shape[1]},), nothing to pool"
+        )
+    pool = Pool(cfg.pool, cfg.pool_size)
+    features = pool(probe).shape[1]
+    return TransferNet(adapter, backbone, pool, head(features, num_classes, cfg))
+
+
+def cut(source: Backbone, layer: str | int | None, input_shape: tuple[int, int, int]) -> nn.Module:
+    """The backbone up to and including `layer` (None: up to its last linear layer's input)."""
+    net = source.net
+    if layer is None:
+        linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ConfigError(
+                f"model.backbone = {source.name!r}: no linear classifier to cut off;"
+                " set transfer.layer to a module name or row of `cnnlab summary`"
+            )
+        parent, _, child = linears[-1].rpartition(".")
+        setattr(net.get_submodule(parent), child, nn.Identity())
+        return net
+    name = layer_name(source, layer, input_shape)
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    try:
+        extractor = create_feature_extractor(net, return_nodes={name: "features"})
+    except Exception as e:  # torch.fx raises many kinds on untraceable code
+        raise ConfigError(
+            f"transfer.layer = {layer!r}: cannot cut {source.name!r} there with torch.fx"
+            f" ({type(e).__name__}: {e}); cut at another layer or leave transfer.layer unset"
+        ) from None
+    return _Features(extractor)
+
+
+def layer_name(source: Backbone, layer: str | int, input_shape: tuple[int, int, int]) -> str:
+    """transfer.layer as a module name: a row number of the summary table becomes its name."""
+    if isinstance(layer, int):
+        rows = summarize(source.net, input_shape).rows
+        if not -len(rows) <= layer < len(rows):
+            raise ConfigError(
+                f"transfer.layer = {layer}: {source.name!r} has {len(rows)} layers in"
+                f" `cnnlab summary` (expected -{len(rows)}..{len(rows) - 1})"
+            )
+        return rows[layer].name
+    names = [n for n, _ in source.net.named_modules() if n]
+    if layer not in names:
+        close = difflib.get_close_matches(layer, names, n=3, cutoff=0.5)
+        hint = f"; close: {', '.join(close)}" if close else f"; e.g. {', '.join(names[:4])}"
+        raise ConfigError(
+            f"transfer.layer = {layer!r}: {source.name!r} has no such module"
+            f" (names as in `cnnlab summary`){hint}"
+        )
+    return layer
+
+
+class _Features(nn.Module):
+    """create_feature_extractor's dict output as the one tensor it holds."""
+
+    def __init__(self, extractor: nn.Module):
+        super().__init__()
+        self.extractor = extractor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.extractor(x)["features"]
+
+
+def _output(backbone: nn.Module, input_shape: tuple[int, int, int]) -> torch.Tensor:
+    """The cut's output for one zero image, in eval mode (BatchNorm statistics untouched)."""
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            param = next(backbone.parameters(), None)
+            device = param.device if param is not None else None
+            return backbone(torch.zeros(1, *input_shape, device=device))
+    finally:
+        backbone.train(was_training)
