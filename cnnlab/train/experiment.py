@@ -269,6 +269,7 @@ def _fit_and_report(
             early_stopping_patience=rule.patience,
             monitor=rule.monitor,
             mode=rule.mode,
+            transfer=config.model.backbone is not None,
         )
         summary = make_summary(config, setup, run, state, [*state.events, *diagnosis])
         run.write_summary(summary)

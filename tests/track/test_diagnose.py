@@ -149,6 +149,10 @@ def test_underfitting_from_a_flat_loss_at_a_mediocre_accuracy():
         in (f["message"])
     )
     assert "model.width" in f["advice"] and "optim.weight_decay" in f["advice"]
+    # A head on a backbone has no model.width: its advice names the transfer keys instead.
+    f = only(diagnose(h, status="completed", num_classes=10, transfer=True), "underfitting")
+    assert "model." not in f["advice"]
+    assert "transfer.head=mlp" in f["advice"] and "transfer.dropout" in f["advice"]
 
 
 def test_lr_too_small_from_a_slow_straight_fall():

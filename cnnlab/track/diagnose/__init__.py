@@ -62,15 +62,18 @@ def diagnose(
     early_stopping_patience: int | None = None,
     monitor: str = "val_acc",
     mode: str = "max",
+    transfer: bool = False,
 ) -> list[Finding]:
     """Findings for a run's per-epoch history (metrics.jsonl's rows), most severe first.
 
     `status` is summary.json's; `monitor`/`mode` are train.early_stopping's (they also pick
-    best.safetensors). Missing keys, None and non-numbers are skipped; epochs from the first
-    non-finite loss or accuracy on are left out after a "diverged" finding about it."""
+    best.safetensors); `transfer`: a head on a backbone, whose advice names transfer.* keys.
+    Missing keys, None and non-numbers are skipped; epochs from the first non-finite loss or
+    accuracy on are left out after a "diverged" finding about it."""
     run = _Run.of(history, tuple(dict.fromkeys((*KEYS, monitor))))
     run.status, run.num_classes, run.patience = status, num_classes, early_stopping_patience
     run.monitor, run.mode = monitor, "min" if mode == "min" else "max"
+    run.transfer = transfer
     if not run.points(monitor):  # an unknown monitor: judge val_acc instead
         run.monitor, run.mode = "val_acc", "max"
     findings = []

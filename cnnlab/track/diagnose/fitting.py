@@ -84,7 +84,7 @@ def _overfitting(run: _Run) -> Finding | None:
         return None
     advice = (
         "add augmentation (augment.train, e.g. [{op: crop, padding: 4}, {op: flip}]), raise "
-        "optim.weight_decay (e.g. 5e-4, or x10), set model.dropout (e.g. 0.3)"
+        f"optim.weight_decay (e.g. 5e-4, or x10), set {run.dropout} (e.g. 0.3)"
     )
     best = _best(run)
     if best is not None:
@@ -129,13 +129,13 @@ def _underfitting(run: _Run) -> Finding | None:
     if at_chance:
         advice = (
             "the model learned next to nothing: raise optim.lr (x10; `cnnlab lr-find` suggests "
-            "a value), then train longer (train.epochs up) or wider (model.width x2)"
+            f"a value), then train longer (train.epochs up) or use {run.wider}"
         )
     else:
         advice = (
-            "a larger model (model.width x2), longer training (train.epochs up), a higher "
-            "optim.lr, and less regularisation (lower optim.weight_decay, model.dropout, "
-            "train.label_smoothing, lighter augment.train)"
+            f"{run.wider}, longer training (train.epochs up), a higher optim.lr, and less "
+            f"regularisation (lower optim.weight_decay, {run.dropout}, train.label_smoothing, "
+            "lighter augment.train)"
         )
     return _finding("underfitting", _span(first, e_end), "; ".join(evidence), advice)
 

@@ -26,6 +26,18 @@ class _Run:
     patience: int | None = None
     monitor: str = "val_acc"
     mode: str = "max"
+    transfer: bool = False  # a head on a backbone: model.width/dropout are not its keys
+
+    @property
+    def wider(self) -> str:
+        """The key that adds capacity, in words."""
+        if self.transfer:
+            return "a larger head (transfer.head=mlp) or a trained backbone (transfer.freeze=false)"
+        return "a larger model (model.width x2)"
+
+    @property
+    def dropout(self) -> str:
+        return "transfer.dropout" if self.transfer else "model.dropout"
 
     @classmethod
     def of(cls, history: Sequence[Any], keys: Sequence[str]) -> _Run:
