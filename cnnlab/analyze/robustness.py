@@ -299,7 +299,7 @@ def robustness(
         std=run.info.std,
         batch_size=batch_size or cfg.eval.batch_size,
         precision=cfg.train.precision,
-        channels_last=cfg.train.channels_last,
+        channels_last=run.channels_last,
         seed=seed,
     )
     start = time.perf_counter()

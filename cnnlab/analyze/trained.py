@@ -42,9 +42,16 @@ class TrainedRun:
             raise ConfigError(f"--split test: {self.info.name} has no test split; use --split val")
         return images
 
+    @property
+    def channels_last(self) -> bool:
+        """Whether the model and its inputs are in channels_last: as trained, and always on the
+        CPU, where it evaluates the default cnn 1.3-2x faster (same predictions)."""
+        return self.config.train.channels_last or self.device.type == "cpu"
+
     def loader(self, split: str) -> data.DeviceLoader:
         """Every image of the split, in order, normalised as in training, no augmentation."""
-        return eval_loader(self.images(split), self.config, self.info, self.device)
+        images = self.images(split)
+        return eval_loader(images, self.config, self.info, self.device, self.channels_last)
 
 
 def load_trained(
@@ -61,4 +68,7 @@ def load_trained(
     info = bundle.info
     model = build_model(config, info, weights=False)  # the weights are the run's own, below
     model.load_state_dict(load_weights(best))
-    return TrainedRun(run.path, config, model.to(torch_device).eval(), bundle, torch_device)
+    trained = TrainedRun(run.path, config, model.to(torch_device).eval(), bundle, torch_device)
+    if trained.channels_last:
+        trained.model.to(memory_format=torch.channels_last)
+    return trained

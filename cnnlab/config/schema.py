@@ -208,7 +208,9 @@ class TransferConfig(Section):
 
 
 class EvalConfig(Section):
-    batch_size: int = Field(default=1024, ge=1)
+    # Validation, test and analysis batches. 256: on the CPU, batches whose activations stay in
+    # cache evaluate the default cnn 1.5x faster than 1024 (2-core EPYC); a GPU hardly cares.
+    batch_size: int = Field(default=256, ge=1)
 
 
 class RunConfig(Section):

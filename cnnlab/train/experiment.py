@@ -111,7 +111,8 @@ def _transfer(config: Config, setup: Setup, model: TransferNet) -> None:
     parts, cfg = setup.parts, config.transfer
     if cfg.unfreeze_after is not None:
         parts.before_epoch = transfer.unfreezing(model, cfg.unfreeze_after)
-    reason = transfer.cache_reason(config)
+    images = len(setup.bundle.train) + len(setup.bundle.val)
+    reason = transfer.cache_reason(config, model, images)
     if reason is not None:
         if cfg.freeze:
             setup.notes.append(f"backbone frozen; features not cached: {reason}")
@@ -358,9 +359,14 @@ def test_accuracy(config: Config, setup: Setup, run: RunDir) -> float | None:
 
 
 def eval_loader(
-    images: data.ImageSet, config: Config, info: data.DatasetInfo, device: torch.device
+    images: data.ImageSet,
+    config: Config,
+    info: data.DatasetInfo,
+    device: torch.device,
+    channels_last: bool | None = None,
 ) -> data.DeviceLoader:
-    """In order, every image, no augmentation: for validation and test."""
+    """In order, every image, no augmentation: for validation and test. channels_last: None
+    as the config trains."""
     return data.make_loader(
         images,
         max_resident_mb=config.data.max_resident_mb,
@@ -369,7 +375,7 @@ def eval_loader(
         device=device,
         mean=info.mean,
         std=info.std,
-        channels_last=config.train.channels_last,
+        channels_last=config.train.channels_last if channels_last is None else channels_last,
     )
 
 

@@ -43,11 +43,9 @@ def unfreezing(model: TransferNet, after: int) -> Callable[[int], None]:
     return before_epoch
 
 
-def cache_reason(config: Config) -> str | None:
-    """None when the features can be cached, else why not (for the run's log)."""
+def cache_reason(config: Config, model: TransferNet, images: int) -> str | None:
+    """None when the features of `images` images can be cached, else why not (for the log)."""
     cfg = config.transfer
-    if config.model.backbone is None:
-        return "no backbone"
     if not cfg.freeze:
         return "the backbone trains (transfer.freeze=false)"
     if cfg.unfreeze_after is not None:
@@ -56,6 +54,13 @@ def cache_reason(config: Config) -> str | None:
         return "augment.train changes the images every epoch"
     if config.augment.tta:
         return "augment.tta evaluates several views of each image"
+    width = next(m.in_features for m in model.head.modules() if isinstance(m, torch.nn.Linear))
+    mb = images * width * 4 / 2**20  # float32
+    if mb > config.data.max_resident_mb:
+        return (
+            f"{images} x {width} features would take {mb:,.1f} MiB, over data.max_resident_mb"
+            " (pool the cut: transfer.pool=avg, a smaller transfer.pool_size)"
+        )
     return None
 
 

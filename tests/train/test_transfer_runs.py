@@ -279,3 +279,10 @@ def test_lr_find_on_cached_features(tmp_path, source, capsys):
     args = ["lr-find", *TARGET, f"model.backbone={source}", "--steps", "30", "-o", str(out)]
     assert main(args) == 0, capsys.readouterr().err
     assert (out / "lr_find.json").is_file()
+
+
+def test_features_too_large_for_memory_are_not_cached(tmp_path, source):
+    result = transfer(tmp_path, source, "data.max_resident_mb=0.01", "data.num_workers=0")
+    log = (result.path / "log.txt").read_text()
+    assert "features not cached: 896 x 32 features would take 0.1 MiB" in log.replace("\n", " ")
+    assert "feature_seconds" not in result.summary and result.status == "completed"
