@@ -370,6 +370,15 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return cmd_train(args)
 
 
+def _model_cell(name: object, backbone: object) -> str:
+    """A transfer run is its backbone ("from digits-cnn"), not the unused model.name."""
+    if not backbone:
+        return _cell(name)
+    from cnnlab.config.names import backbone_label
+
+    return f"from {backbone_label(str(backbone))}"
+
+
 def cmd_lr_find(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -514,7 +523,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
             Text(row.name),
             Text(row.date[:16]),  # seconds add width, not information
             Text(_cell(row.get("data.name"))),
-            Text(_cell(row.get("model.name"))),
+            Text(_model_cell(row.get("model.name"), row.get("model.backbone"))),
             Text(_cell(row.get("optim.name"))),
             Text(_cell(row.get("optim.lr"))),
             Text(epochs),

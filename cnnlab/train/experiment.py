@@ -7,7 +7,6 @@ device) is built before the run directory exists, so a bad config leaves nothing
 from __future__ import annotations
 
 import platform
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from rich.console import Console
 
 from cnnlab import augment, data, models
 from cnnlab.config import Config, dump_yaml
+from cnnlab.config.names import backbone_label
 from cnnlab.errors import ConfigError
 from cnnlab.models.transfer import TransferNet
 from cnnlab.track.console import RunConsole
@@ -160,7 +160,7 @@ def train(config: Config, terminal: Console | None = None) -> RunResult:
 
 def model_label(config: Config) -> str:
     backbone = config.model.backbone
-    return config.model.name if backbone is None else f"transfer from {backbone}"
+    return config.model.name if backbone is None else f"from {backbone_label(backbone)}"
 
 
 def default_name(config: Config) -> str:
@@ -168,13 +168,7 @@ def default_name(config: Config) -> str:
     backbone = config.model.backbone
     if backbone is None:
         return f"{config.data.name}-{config.model.name}"
-    path = Path(backbone)
-    if path.parent.name == "checkpoints":
-        path = path.parent.parent
-    label = (
-        backbone.partition(":")[2] if ":" in backbone else re.sub(r"^\d{8}-\d{6}-", "", path.name)
-    )
-    return f"{config.data.name}-from-{label}"
+    return f"{config.data.name}-from-{backbone_label(backbone).rpartition(':')[2]}"
 
 
 def run_in(

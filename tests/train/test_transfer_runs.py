@@ -286,3 +286,10 @@ def test_features_too_large_for_memory_are_not_cached(tmp_path, source):
     log = (result.path / "log.txt").read_text()
     assert "features not cached: 896 x 32 features would take 0.1 MiB" in log.replace("\n", " ")
     assert "feature_seconds" not in result.summary and result.status == "completed"
+
+
+def test_runs_list_names_the_backbone(tmp_path, source, capsys):
+    transfer(tmp_path, source)
+    capsys.readouterr()
+    assert main(["runs", "list", "--root", str(tmp_path)]) == 0
+    assert "from source" in capsys.readouterr().out
