@@ -49,24 +49,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", parents=[debug], help="train a model; writes a run dir")
-    _config_args(train)
-    train.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
-        help="continue that run from its last checkpoint (overrides: train.epochs, "
-        "train.max_minutes, train.device)",
-    )
-    train.set_defaults(func=cmd_train)
-
-    transfer = commands.add_parser(
-        "transfer",
-        parents=[debug],
-        help="train with model.backbone=RUN|CHECKPOINT|torchvision:NAME|timm:NAME and transfer.*",
-    )
-    _config_args(transfer)
-    transfer.add_argument("--resume", metavar="RUN_DIR", help="as for train")
-    transfer.set_defaults(func=cmd_transfer)
+    for name, summary, func in (
+        ("train", "train a model; writes a run dir", cmd_train),
+        (
+            "transfer",
+            "train with model.backbone=RUN|CHECKPOINT|torchvision:NAME|timm:NAME and transfer.*",
+            cmd_transfer,
+        ),
+    ):
+        train = commands.add_parser(name, parents=[debug], help=summary)
+        _config_args(train)
+        train.add_argument(
+            "--resume",
+            metavar="RUN_DIR",
+            help="continue that run from its last checkpoint (overrides: train.epochs, "
+            "train.max_minutes, train.device)",
+        )
+        train.set_defaults(func=func)
 
     lr_find = commands.add_parser(
         "lr-find",
