@@ -57,19 +57,27 @@ def _import(name: str, library: str, key: str = "model.name"):
         ) from None
 
 
-def _probe(name: str, model: nn.Module, in_channels: int, image_size: tuple[int, int]) -> None:
-    """One zero image through the model in eval mode (BatchNorm statistics untouched)."""
+def probe(
+    name: str,
+    model: nn.Module,
+    in_channels: int,
+    image_size: tuple[int, int],
+    key: str = "model.name",
+) -> torch.Tensor:
+    """The output for one zero image, in eval mode (BatchNorm statistics untouched), or a
+    ConfigError naming `key` when the model cannot take images of that shape."""
+    was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, in_channels, *image_size))
+            return model(torch.zeros(1, in_channels, *image_size))
     except (RuntimeError, ValueError, AssertionError) as e:  # torch/torchvision size checks
         raise ConfigError(
-            f"model.name = {name!r}: cannot take {in_channels}×{image_size[0]}×{image_size[1]}"
-            f" images ({e})"
+            f"{key} = {name!r}: cannot take {in_channels}×{image_size[0]}×{image_size[1]}"
+            f" images ({' '.join(str(e).split())})"
         ) from None
     finally:
-        model.train()
+        model.train(was_training)
 
 
 def torchvision_builder(name: str, model: str) -> Callable[..., nn.Module]:
@@ -83,7 +91,7 @@ def torchvision_builder(name: str, model: str) -> Callable[..., nn.Module]:
         net = tv.models.get_model(model, weights=None, num_classes=num_classes)
         if in_channels != 3:
             _replace_first_conv(name, net, in_channels)
-        _probe(name, net, in_channels, image_size)
+        probe(name, net, in_channels, image_size)
         return net
 
     return build
@@ -127,7 +135,7 @@ def timm_builder(name: str, model: str) -> Callable[..., nn.Module]:
         net = timm.create_model(
             model, pretrained=False, num_classes=num_classes, in_chans=in_channels, **extra
         )
-        _probe(name, net, in_channels, image_size)
+        probe(name, net, in_channels, image_size)
         return net
 
     return build

@@ -21,8 +21,10 @@ from torch import nn
 
 from cnnlab.config.schema import TransferConfig
 from cnnlab.errors import ConfigError
+from cnnlab.models import external
 from cnnlab.models.summary import summarize
 
+KEY = "model.backbone"
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights: RGB -> gray, as PIL's convert("L")
 
 
@@ -161,13 +163,13 @@ def build(
     data_channels = len(data[0])
     if (data_channels, source.channels) not in ((1, 1), (3, 3), (1, 3), (3, 1)):
         raise ConfigError(
-            f"model.backbone = {source.name!r}: takes {source.channels}-channel images, the data"
+            f"{KEY} = {source.name!r}: takes {source.channels}-channel images, the data"
             f" has {data_channels} (expected 1 or 3 either side)"
         )
     adapter = InputAdapter(data, source.mean, source.std, input_size)
     input_shape = (source.channels, *input_size)
     backbone = cut(source, cfg.layer, input_shape)
-    probe = _output(backbone, input_shape)
+    probe = external.probe(source.name, backbone, source.channels, input_size, KEY)
     if probe.ndim == 2 and (cfg.pool, cfg.pool_size) != ("avg", 1):
         raise ConfigError(
             f"transfer.pool = {cfg.pool!r}, pool_size = {cfg.pool_size}: the cut at"
@@ -185,7 +187,7 @@ def cut(source: Backbone, layer: str | int | None, input_shape: tuple[int, int, 
         linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
         if not linears:
             raise ConfigError(
-                f"model.backbone = {source.name!r}: no linear classifier to cut off;"
+                f"{KEY} = {source.name!r}: no linear classifier to cut off;"
                 " set transfer.layer to a module name or row of `cnnlab summary`"
             )
         parent, _, child = linears[-1].rpartition(".")
@@ -234,16 +236,3 @@ class _Features(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.extractor(x)["features"]
-
-
-def _output(backbone: nn.Module, input_shape: tuple[int, int, int]) -> torch.Tensor:
-    """The cut's output for one zero image, in eval mode (BatchNorm statistics untouched)."""
-    was_training = backbone.training
-    backbone.eval()
-    try:
-        with torch.no_grad():
-            param = next(backbone.parameters(), None)
-            device = param.device if param is not None else None
-            return backbone(torch.zeros(1, *input_shape, device=device))
-    finally:
-        backbone.train(was_training)

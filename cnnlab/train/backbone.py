@@ -37,15 +37,14 @@ def build_model(config: Config, info: data.DatasetInfo, weights: bool = True) ->
         return models.build(config.model, info.num_classes, info.channels, info.image_size)
     cfg = config.transfer
     source = load_backbone(config.model.backbone, weights and cfg.pretrained)
-    hub = config.model.backbone.partition(":")[0] in HUB_SOURCES
-    size = (cfg.input_size,) * 2 if cfg.input_size else info.image_size if hub else None
-    net = build_transfer(
-        source,
-        cfg,
-        info.num_classes,
-        data=(info.mean, info.std, info.image_size),
-        input_size=size or source.image_size,
-    )
+    if cfg.input_size is not None:
+        size = (cfg.input_size, cfg.input_size)
+    elif config.model.backbone.partition(":")[0] in HUB_SOURCES:
+        size = info.image_size  # ImageNet nets take any size; 224 px would cost (224/28)² more
+    else:
+        size = source.image_size  # a cnnlab net: the size it learned its filters at
+    data = (info.mean, info.std, info.image_size)
+    net = build_transfer(source, cfg, info.num_classes, data=data, input_size=size)
     return net.freeze(cfg.freeze)
 
 

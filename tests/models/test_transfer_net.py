@@ -150,3 +150,8 @@ def test_transfer_net_forward_is_head_of_features():
     x = torch.randn(2, 1, 8, 8)
     torch.testing.assert_close(net(x), net.head(net.features(x)))
     assert isinstance(net, TransferNet) and net(x).shape == (2, 3)
+
+
+def test_an_input_size_the_backbone_cannot_take_is_a_one_line_error():
+    with pytest.raises(ConfigError, match=r"model.backbone = 'test-net': cannot take 1×2×2 images"):
+        build(small_backbone(), TransferConfig(), 3, GRAY, (2, 2))  # two 2x2 max-pools
