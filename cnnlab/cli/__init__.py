@@ -1,0 +1,39 @@
+"""Command line: parse arguments, call one function per command, map outcomes to exit codes.
+
+Exit codes: 0 success (completed or early-stopped), 2 user error (one line, no traceback unless
+--debug), 3 the run diverged, 130 interrupted with Ctrl-C, 1 a bug (traceback shown)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from cnnlab.cli.codes import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from cnnlab.cli.parser import build_parser
+from cnnlab.errors import CnnlabError
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse hands positionals that follow an option (`-o g.png optim.lr=1`) back as extras;
+    # key=value ones are overrides wherever they stand.
+    if extra and hasattr(args, "overrides") and all("=" in e and e[0] != "-" for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    debug = getattr(args, "debug", False)
+    try:
+        return args.func(args)
+    except CnnlabError as e:
+        if debug:
+            raise
+        print(f"cnnlab: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("cnnlab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

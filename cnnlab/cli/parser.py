@@ -1,0 +1,272 @@
+"""The argument parser: one sub-command per function in the *_commands modules."""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnlab.cli.inspect_commands import (
+    cmd_augment_preview,
+    cmd_config_recipes,
+    cmd_config_show,
+    cmd_data_info,
+    cmd_eval,
+    cmd_robustness,
+    cmd_summary,
+    cmd_viz,
+)
+from cnnlab.cli.runs_commands import (
+    cmd_report,
+    cmd_runs_compare,
+    cmd_runs_export,
+    cmd_runs_list,
+    cmd_runs_plot,
+)
+from cnnlab.cli.train_commands import cmd_lr_find, cmd_train, cmd_transfer
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML config file; repeat to layer several (later files win)",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override any key, e.g. optim.lr=0.01 model.name=mlp recipe=default",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the full traceback of errors",
+    )
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        parents=[debug],
+        description="Train, track and compare image classifiers on small datasets.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, summary, func in (
+        ("train", "train a model; writes a run dir", cmd_train),
+        (
+            "transfer",
+            "train on model.backbone (a run, checkpoint, torchvision:NAME, timm:NAME) + transfer.*",
+            cmd_transfer,
+        ),
+    ):
+        train = commands.add_parser(name, parents=[debug], help=summary)
+        _config_args(train)
+        train.add_argument(
+            "--resume",
+            metavar="RUN_DIR",
+            help="continue that run from its last checkpoint (overrides: train.epochs, "
+            "train.max_minutes, train.device)",
+        )
+        train.set_defaults(func=func)
+
+    lr_find = commands.add_parser(
+        "lr-find",
+        parents=[debug],
+        help="LR range test: loss vs an exponentially growing lr, plot and suggestion",
+    )
+    _config_args(lr_find)
+    lr_find.add_argument("--start-lr", type=float, default=1e-7, metavar="LR")
+    lr_find.add_argument("--end-lr", type=float, default=10.0, metavar="LR")
+    lr_find.add_argument("--steps", type=int, default=200, help="steps of the sweep (default 200)")
+    lr_find.add_argument(
+        "-o", "--output", metavar="DIR", help="for lr_find.png/json (default: <run.dir>/lr-find)"
+    )
+    lr_find.set_defaults(func=cmd_lr_find)
+
+    evaluate = commands.add_parser(
+        "eval",
+        parents=[debug],
+        help="a run's best weights on val/test: accuracy, top-k, per-class, confusion, worst",
+    )
+    evaluate.add_argument("run", metavar="RUN", help="a run directory")
+    # No `choices`: a wrong split is a one-line error (from the run), like every other.
+    evaluate.add_argument("--split", default="val", help="val or test (default: val)")
+    evaluate.add_argument(
+        "--tta",
+        action="store_true",
+        help="average over the run's augment.tta views (a mirror if it configured none)",
+    )
+    evaluate.add_argument("--top-k", type=int, default=5, metavar="K", help="default 5")
+    evaluate.add_argument(
+        "--worst", type=int, default=16, metavar="N", help="highest-loss images to show (16)"
+    )
+    evaluate.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a data.* key of the run's config, e.g. --data data.root=/elsewhere; repeat",
+    )
+    evaluate.add_argument("--device", help="default: the run's train.device")
+    evaluate.set_defaults(func=cmd_eval)
+
+    config = commands.add_parser("config", help="show resolved configs and recipes")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_commands.add_parser(
+        "show", parents=[debug], help="print the resolved config as YAML"
+    )
+    _config_args(show)
+    show.set_defaults(func=cmd_config_show)
+    recipes = config_commands.add_parser("recipes", parents=[debug], help="list shipped recipes")
+    recipes.set_defaults(func=cmd_config_recipes)
+    data = commands.add_parser("data", help="inspect datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    info = data_commands.add_parser(
+        "info", parents=[debug], help="classes, counts per split, size, mean/std, sample grid"
+    )
+    info.add_argument("dataset", metavar="NAME_OR_PATH", help="a data.name or a dataset path")
+    info.add_argument(
+        "-o", "--output", metavar="PNG", help="sample grid file (default: <name>-samples.png)"
+    )
+    _config_args(info)
+    info.set_defaults(func=cmd_data_info)
+    summary = commands.add_parser(
+        "summary", parents=[debug], help="per-layer table of the configured model"
+    )
+    _config_args(summary)
+    summary.set_defaults(func=cmd_summary)
+
+    aug = commands.add_parser("augment", help="look at augmentations")
+    aug_commands = aug.add_subparsers(dest="augment_command", required=True, metavar="ACTION")
+    preview = aug_commands.add_parser(
+        "preview", parents=[debug], help="grid of training images × augmented draws"
+    )
+    preview.add_argument("-o", "--output", metavar="PNG", default="augment-preview.png")
+    preview.add_argument("--images", type=int, default=8, help="training images (rows)")
+    preview.add_argument("--draws", type=int, default=8, help="augmented draws per image")
+    _config_args(preview)
+    preview.set_defaults(func=cmd_augment_preview)
+    _runs_parser(commands, debug)
+    _inspect_parser(commands, debug)
+    return parser
+
+
+def _inspect_parser(commands, debug: argparse.ArgumentParser) -> None:
+    """robustness and viz: commands over a finished run's best weights."""
+    robust = commands.add_parser(
+        "robustness",
+        parents=[debug],
+        help="accuracy under 13 corruptions at severities 1-5, mean corruption error",
+    )
+    robust.add_argument("run", metavar="RUN", help="a run directory")
+    robust.add_argument("--split", help="val or test (default: test if the dataset has one)")
+    robust.add_argument("--device", help="default: the run's train.device")
+    robust.add_argument("--only", metavar="A,B", help="just these corruptions, comma-separated")
+    robust.add_argument(
+        "--limit", type=int, metavar="N", help="the first N images only (quicker, noisier)"
+    )
+    robust.add_argument("--batch-size", type=int, metavar="N", help="default: eval.batch_size")
+    robust.set_defaults(func=cmd_robustness)
+
+    viz = commands.add_parser("viz", help="look inside a trained model (PNGs in the run dir)")
+    what = viz.add_subparsers(dest="viz_command", required=True, metavar="WHAT")
+    filters = what.add_parser("filters", parents=[debug], help="first-layer filters as a grid")
+    gradcam = what.add_parser(
+        "gradcam", parents=[debug], help="Grad-CAM overlays for the predicted class"
+    )
+    gradcam.add_argument("--n", type=int, default=16, help="validation images (default 16)")
+    gradcam.add_argument("--layer", metavar="NAME", help="default: the last Conv2d")
+    acts = what.add_parser("activations", parents=[debug], help="a layer's feature maps")
+    acts.add_argument("--layer", metavar="NAME", required=True, help="as in `cnnlab summary`")
+    acts.add_argument("--n", type=int, default=4, help="validation images (default 4)")
+    for sub in (filters, gradcam, acts):
+        sub.add_argument("run", metavar="RUN", help="a run directory")
+        sub.add_argument("--device", help="default: the run's train.device")
+        sub.set_defaults(func=cmd_viz)
+
+
+def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
+    report = commands.add_parser(
+        "report", parents=[debug], help="one self-contained HTML page for runs or a sweep"
+    )
+    report.add_argument("targets", nargs="+", metavar="RUN_OR_SWEEP")
+    report.add_argument(
+        "-o",
+        "--output",
+        metavar="HTML",
+        help="default: <run>/report.html for one run, ./report.html for several",
+    )
+    report.set_defaults(func=cmd_report)
+
+    runs = commands.add_parser("runs", help="list, compare, plot and export run directories")
+    actions = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    root = argparse.ArgumentParser(add_help=False)
+    root.add_argument("--root", default="runs", help="folder of run directories (default: runs)")
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep runs whose config or summary key has this value (YAML-parsed; also !=, >, "
+        ">=, <, <=); repeat to require all, e.g. --filter optim.name=sgd --filter 'test_acc>0.9'",
+    )
+
+    listing = actions.add_parser(
+        "list", parents=[debug, root, filters], help="a table of the runs under --root"
+    )
+    listing.add_argument(
+        "--sort",
+        default="date",
+        metavar="KEY",
+        help="a summary key (test_acc), dotted config key (optim.lr) or column (time); "
+        "accuracies and date sort best/newest first, others ascending (default: date)",
+    )
+    listing.add_argument("--reverse", action="store_true", help="flip the sort order")
+    listing.add_argument("--limit", type=int, metavar="N", help="show the first N runs only")
+    listing.set_defaults(func=cmd_runs_list)
+
+    run_args = argparse.ArgumentParser(add_help=False)
+    run_args.add_argument(
+        "runs", nargs="+", metavar="RUN", help="run directories (or their names under --root)"
+    )
+    compare = actions.add_parser(
+        "compare",
+        parents=[debug, root, run_args],
+        help="the config keys that differ and the results, one column per run",
+    )
+    compare.set_defaults(func=cmd_runs_compare)
+
+    plot = actions.add_parser(
+        "plot", parents=[debug, root, run_args], help="per-epoch curves of runs on one figure"
+    )
+    plot.add_argument(
+        "--metric",
+        default="loss",
+        help="a metrics.jsonl key (val_acc, lr, ...); loss or acc: train and val together "
+        "(default: loss)",
+    )
+    plot.add_argument("--log", action="store_true", help="logarithmic y axis")
+    plot.add_argument("-o", "--output", metavar="PNG", default="curves.png")
+    plot.set_defaults(func=cmd_runs_plot)
+
+    export = actions.add_parser(
+        "export",
+        parents=[debug, root, filters],
+        help="a CSV/Parquet table: one row per run (config keys and summary)",
+    )
+    export.add_argument(
+        "--format", choices=["csv", "parquet"], help="default: from -o's suffix, else csv"
+    )
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="default: runs.csv (epochs.csv with --epochs)"
+    )
+    export.add_argument(
+        "--epochs", action="store_true", help="one row per run and epoch: metrics.jsonl rows"
+    )
+    export.set_defaults(func=cmd_runs_export)
