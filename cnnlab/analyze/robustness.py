@@ -157,6 +157,23 @@ def _key(name: str, severity: int, height: int, width: int) -> tuple:
     return spec.op, tuple(sorted(params.items()))
 
 
+# Images corrupted per call of a corruption: fixed, so its random draws (a noise field, a shift
+# per image) do not depend on eval.batch_size or --batch-size, and neither do the accuracies.
+CORRUPTION_CHUNK = 1024
+
+
+class _InBatches(nn.Module):
+    """`model` over a chunk in batches of `size`: on the CPU, batches whose activations stay in
+    cache run faster than one large chunk."""
+
+    def __init__(self, model: nn.Module, size: int):
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.model(part) for part in x.split(self.size)])
+
+
 @torch.inference_mode()
 def accuracy(
     model: nn.Module,
@@ -173,13 +190,14 @@ def accuracy(
 ) -> float:
     """Accuracy of `model` on uint8 images (N, C, H, W) after `transform` (on [0, 1] floats),
     normalised as in training: the evaluation loader and loop training uses, with the
-    corruption as the loader's transform, on the images' device."""
+    corruption as the loader's transform on chunks of CORRUPTION_CHUNK images, on the images'
+    device; the model sees batches of `batch_size`."""
     if not len(labels):
         return 0.0
     classes = tuple(str(i) for i in range(int(labels.max()) + 1))
     loader = DeviceLoader(
         ImageSet(images, labels, classes),
-        batch_size=batch_size,
+        batch_size=CORRUPTION_CHUNK,
         device=images.device,
         mean=tuple(mean),
         std=tuple(std),
@@ -187,7 +205,8 @@ def accuracy(
         transform=None if transform is None else (lambda x, y, gen: (transform(x, gen), y)),
         channels_last=channels_last,
     )
-    return evaluate(model, loader, precision)[1]
+    net = model if batch_size >= CORRUPTION_CHUNK else _InBatches(model, batch_size)
+    return evaluate(net, loader, precision)[1]
 
 
 @dataclass

@@ -147,3 +147,17 @@ def test_cli(run_dir, capsys):
     assert main(["robustness", str(run_dir), "--only", "blurr"]) == 2
     assert main(["robustness", str(run_dir), "--split", "test"]) == 2  # digits has no test
     assert "no test split" in capsys.readouterr().err
+
+
+def test_accuracy_under_a_random_corruption_does_not_depend_on_the_batch_size(digits, mirror_net):
+    """Noise is drawn per corruption chunk, not per model batch: --batch-size only changes how
+    the model is fed."""
+    images, labels = digits
+    noise = rb.corruption_transform("noise", 3, 8, 8)
+    scores = {
+        size: rb.accuracy(
+            mirror_net, images, labels, mean=(0.3,), std=(0.4,), transform=noise, batch_size=size
+        )
+        for size in (32, 100, 1024)
+    }
+    assert len(set(scores.values())) == 1, scores
