@@ -117,10 +117,10 @@ def _transfer(config: Config, setup: Setup, model: TransferNet) -> None:
         if cfg.freeze:
             setup.notes.append(f"backbone frozen; features not cached: {reason}")
         return
-    precision = config.train.precision
+    precision, images_of = config.train.precision, setup.eval_loader
     train, train_s = transfer.feature_loader(
         model,
-        setup.eval_loader(setup.bundle.train),
+        images_of(setup.bundle.train),
         precision,
         batch_size=config.train.batch_size,
         shuffle=True,
@@ -134,9 +134,8 @@ def _transfer(config: Config, setup: Setup, model: TransferNet) -> None:
     setup.feature_seconds = train_s + val_s
 
     def features(images: data.ImageSet) -> data.DeviceLoader:
-        batches = eval_loader(images, config, setup.bundle.info, setup.device)
         return transfer.feature_loader(
-            parts.eval_model, batches, precision, batch_size=config.eval.batch_size
+            parts.eval_model, images_of(images), precision, batch_size=config.eval.batch_size
         )[0]
 
     setup.eval_loader = features

@@ -95,7 +95,9 @@ def extract(model: TransferNet, images: DeviceLoader, precision: str) -> torch.T
         for x, _ in images:
             with autocast(images.device, precision):
                 parts.append(model.features(x).float())
-        return torch.cat(parts).clone()  # a normal tensor: inference tensors refuse autograd
+        # An inference tensor, but the loader's indexing (outside inference mode) hands out
+        # normal ones, which autograd may save for the head's backward pass.
+        return torch.cat(parts)
     finally:
         model.train(was_training)
 
