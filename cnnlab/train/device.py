@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,6 +15,46 @@ from cnnlab.errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
+    device = _resolve(name)
+    keep_freed_memory()  # CPU tensors live in host memory whatever the device: always worth it
+    return device
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 << 20  # glibc's upper limit on 64-bit
+_TRIM_THRESHOLD = 1 << 30
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep freed blocks up to 32 MiB for reuse instead of handing them back
+    to the OS. By default a CPU activation of a few MiB and up is mmap'd, freed with munmap and
+    page-faulted in again on the next batch: evaluating the default cnn on 28 px images in
+    batches of 256 spent a fifth of its time in the kernel (1,790 -> 2,280 images/s with this).
+    Process-wide and idempotent; False where there is no glibc (macOS, Windows, musl)."""
+    global _kept
+    if _kept is None:
+        _kept = _mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and _mallopt(
+            _M_TRIM_THRESHOLD, _TRIM_THRESHOLD
+        )
+    return _kept
+
+
+_kept: bool | None = None
+
+
+def _mallopt(param: int, value: int) -> bool:
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(param, value))
+    except (OSError, AttributeError):  # no libc.so.6 or no mallopt in it (musl)
+        return False
+
+
+def _resolve(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -1,0 +1,30 @@
+import sys
+
+import pytest
+import torch
+
+from cnnlab.train import device as device_module
+from cnnlab.train.device import keep_freed_memory, resolve_device
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_glibc_keeps_freed_blocks_and_cpu_tensors_still_work():
+    assert keep_freed_memory() is True
+    assert keep_freed_memory() is True  # idempotent
+    for _ in range(3):  # blocks above and below the 32 MiB threshold, freed and reused
+        a = torch.ones(40 << 20, dtype=torch.uint8)
+        b = torch.full((4 << 20,), 2.0)
+        assert int(a.sum()) == 40 << 20 and float(b[-1]) == 2.0
+        del a, b
+
+
+def test_resolving_a_device_sets_the_allocator_up(monkeypatch):
+    calls = []
+    monkeypatch.setattr(device_module, "keep_freed_memory", lambda: calls.append(1) or True)
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert calls == [1]
+
+
+def test_no_mallopt_off_linux(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert device_module._mallopt(-3, 1 << 20) is False
