@@ -7,6 +7,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -67,3 +68,88 @@ def print_comparison(
 
 def describe(device: torch.device) -> str:
     return f"device {device_name(device)}"
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, size: int | None = None) -> float:
+    """Best FLOP/s of a square matmul in `dtype` on `device` (4096 on the CPU, 8192 on a GPU):
+    the measured peak that MFU divides by."""
+    size = size or (8192 if device.type == "cuda" else 4096)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(3 if device.type == "cpu" else 20):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def train_flops_per_image(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
+    """FLOPs of one training step per image (forward + backward, as torch's FlopCounterMode
+    counts them: matmuls and convolutions), on a CPU copy of `model` in train mode."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = copy.deepcopy(model).cpu().float().train()
+    x = torch.randn(8, *shape)
+    with FlopCounterMode(display=False) as counter:
+        net(x).float().sum().backward()
+    return counter.get_total_flops() / 8
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Timed:
+    accuracy: float  # test accuracy
+    seconds: float  # without reading the files
+    train_images_per_second: float = 0.0  # inside training steps only (summary.json's)
+
+
+def cnnlab_run(recipe: str, raw: Path, seed: int, runs: Path, *overrides: str) -> Timed:
+    """One `cnnlab train recipe=...` (or `cnnlab train FILE.yaml`) on the Fashion-MNIST IDX
+    files in `raw`."""
+    import cnnlab
+    from cnnlab import data
+
+    config = fmnist_config(recipe, raw, runs, f"train.seed={seed}", *overrides)
+    start = time.perf_counter()
+    data.build(config.data)  # what train() spends reading and splitting the files
+    reading = time.perf_counter() - start
+    start = time.perf_counter()
+    result = cnnlab.train(config)
+    seconds = time.perf_counter() - start - reading
+    return Timed(result.summary["test_acc"], seconds, result.summary["images_per_second"])
+
+
+def fmnist_config(recipe: str, raw: Path, runs: Path, *overrides: str):
+    """`recipe`: a shipped recipe's name, or a config file (bench/drafts/*.yaml)."""
+    import cnnlab
+
+    is_file = recipe.endswith((".yaml", ".yml"))
+    return cnnlab.load_config(
+        [recipe] if is_file else [],
+        overrides=[
+            *([] if is_file else [f"recipe={recipe}"]),
+            "data.name=fashion-mnist",
+            f"data.root={raw}",
+            f"run.dir={runs}",
+            *overrides,
+        ],
+    )
+
+
+def recipe_train_flops(config) -> float:
+    """Training FLOPs per image of the net `config` builds for its data."""
+    from cnnlab import data
+    from cnnlab.train.backbone import build_model
+
+    info = data.build(config.data).info
+    model = build_model(config, info, weights=False)
+    return train_flops_per_image(model, (info.channels, *info.image_size))

@@ -9,7 +9,9 @@ The peer is the loop users write by hand (the PyTorch MNIST example's shape): to
 FashionMNIST + ToTensor/Normalize + DataLoader(2 workers), a 32-64 conv net with a 128-unit
 hidden layer, Adam 1e-3, batch 64, fp32. Seconds exclude reading the files from disk (cnnlab's
 data.build, torchvision's dataset constructor) and include everything else: model build,
-training, per-epoch validation (cnnlab), and the test evaluation.
+training, per-epoch validation (cnnlab), and the test evaluation. The last line is the MFU of
+cnnlab's training steps: their FLOP/s (torch's FlopCounterMode count per image x summary.json's
+training images/s) over the measured fp32 matmul peak of this CPU.
 """
 
 from __future__ import annotations
@@ -23,35 +25,20 @@ from pathlib import Path
 
 import torch
 import torchvision
-from common import SYSTEM_FMNIST, stage_torchvision_fashion_mnist
+from common import (
+    SYSTEM_FMNIST,
+    Timed,
+    cnnlab_run,
+    fmnist_config,
+    matmul_peak,
+    recipe_train_flops,
+    stage_torchvision_fashion_mnist,
+)
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import transforms
-
-import cnnlab
-from cnnlab import data
-
-
-def cnnlab_run(recipe: str, raw: Path, seed: int, runs: Path) -> tuple[float, float]:
-    """(test accuracy, seconds without reading the files) of one cnnlab run."""
-    config = cnnlab.load_config(
-        overrides=[
-            f"recipe={recipe}",
-            "data.name=fashion-mnist",
-            f"data.root={raw}",
-            f"train.seed={seed}",
-            f"run.dir={runs}",
-            "train.device=cpu",
-        ]
-    )
-    start = time.perf_counter()
-    data.build(config.data)  # what train() spends reading and splitting the files
-    reading = time.perf_counter() - start
-    start = time.perf_counter()
-    result = cnnlab.train(config)
-    return result.summary["test_acc"], time.perf_counter() - start - reading
 
 
 def peer_net() -> nn.Module:
@@ -68,8 +55,8 @@ def peer_net() -> nn.Module:
     )
 
 
-def peer_run(root: Path, seed: int, epochs: int) -> tuple[float, float]:
-    """(test accuracy, seconds) of the hand-written loop."""
+def peer_run(root: Path, seed: int, epochs: int) -> Timed:
+    """Test accuracy and seconds of the hand-written loop."""
     torch.manual_seed(seed)
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.2860,), (0.3530,))])
     train = torchvision.datasets.FashionMNIST(str(root), train=True, transform=tf)
@@ -89,13 +76,13 @@ def peer_run(root: Path, seed: int, epochs: int) -> tuple[float, float]:
     with torch.no_grad():
         for x, y in DataLoader(test, batch_size=1000, num_workers=2):
             correct += (model(x).argmax(1) == y).sum().item()
-    return correct / len(test), time.perf_counter() - start
+    return Timed(correct / len(test), time.perf_counter() - start)
 
 
-def row(name: str, results: list[tuple[float, float]], peer_seconds: float | None) -> list[str]:
-    accs = [100 * a for a, _ in results]
+def row(name: str, results: list[Timed], peer_seconds: float | None) -> list[str]:
+    accs = [100 * r.accuracy for r in results]
     spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
-    seconds = statistics.median(s for _, s in results)
+    seconds = statistics.median(r.seconds for r in results)
     ratio = f"{peer_seconds / seconds:.1f}× faster" if peer_seconds else "peer"
     return [
         name,
@@ -119,10 +106,13 @@ def main() -> None:
         stage_torchvision_fashion_mnist(args.data, Path(tmp) / "tv")
         peer = [peer_run(Path(tmp) / "tv", s, args.peer_epochs) for s in range(args.peer_seeds)]
         ours = [
-            cnnlab_run(args.recipe, args.data, s, Path(tmp) / "runs") for s in range(args.seeds)
+            cnnlab_run(args.recipe, args.data, s, Path(tmp) / "runs", "train.device=cpu")
+            for s in range(args.seeds)
         ]
+        flops = recipe_train_flops(fmnist_config(args.recipe, args.data, Path(tmp) / "runs"))
+    peak = matmul_peak(torch.device("cpu"), torch.float32)
 
-    peer_seconds = statistics.median(s for _, s in peer)
+    peer_seconds = statistics.median(r.seconds for r in peer)
     table = Table(title="Fashion-MNIST test accuracy and time on CPU")
     for col in ["", "test acc % (mean ± std)", "seconds (median)", "runs", "vs peer"]:
         table.add_column(col, justify="left" if col == "" else "right")
@@ -133,6 +123,12 @@ def main() -> None:
     console.print(
         f"{os.cpu_count()} CPU threads, torch {torch.__version__}, torchvision "
         f"{torchvision.__version__}, {time.strftime('%Y-%m-%d')}; seconds exclude reading files"
+    )
+    rate = statistics.median(r.train_images_per_second for r in ours)
+    console.print(
+        f"MFU of cnnlab's training steps: {flops / 1e6:.1f} MFLOP per image x {rate:,.0f} images/s"
+        f" = {flops * rate / 1e9:.1f} GFLOP/s, {100 * flops * rate / peak:.0f}% of the measured"
+        f" fp32 matmul peak ({peak / 1e9:.0f} GFLOP/s, 4096² sgemm)"
     )
 
 
