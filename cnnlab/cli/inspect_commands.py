@@ -122,13 +122,18 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from cnnlab.analyze import robustness
     from cnnlab.analyze.trained import load_trained
 
-    robustness.select(args.only)  # a misspelt name fails before the model loads
+    robustness.select(args.only)  # misspelt names fail before the model loads
+    robustness.check_precision(args.precision)
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: expected a number of images >= 1")
     run = load_trained(args.run, device=args.device)
     split = args.split or robustness.default_split(run)
     n = len(run.images(split)) if args.limit is None else min(args.limit, len(run.images(split)))
-    print(f"robustness of {run.path.name} on {n} {split} images ({run.device}) ...", flush=True)
+    precision = robustness.suite_precision(run, args.precision)
+    print(
+        f"robustness of {run.path.name} on {n} {split} images ({run.device}, {precision}) ...",
+        flush=True,
+    )
     result = robustness.robustness(
         run,
         split,
@@ -136,6 +141,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         limit=args.limit,
         batch_size=args.batch_size,
         progress=lambda line: print(f"  {line}", flush=True),
+        precision=precision,
     )
     paths = robustness.write(result, run.path)
     print()

@@ -171,6 +171,12 @@ def _inspect_parser(commands, debug: argparse.ArgumentParser) -> None:
         "--limit", type=int, metavar="N", help="the first N images only (quicker, noisier)"
     )
     robust.add_argument("--batch-size", type=int, metavar="N", help="default: eval.batch_size")
+    robust.add_argument(
+        "--precision",
+        default="auto",
+        metavar="P",
+        help="fp32, bf16 or fp16 autocast (default auto: the run's, bf16 on an AMX CPU)",
+    )
     robust.set_defaults(func=cmd_robustness)
 
     viz = commands.add_parser("viz", help="look inside a trained model (PNGs in the run dir)")

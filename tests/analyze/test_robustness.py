@@ -161,3 +161,46 @@ def test_accuracy_under_a_random_corruption_does_not_depend_on_the_batch_size(di
         for size in (32, 100, 1024)
     }
     assert len(set(scores.values())) == 1, scores
+
+
+@pytest.mark.parametrize(
+    ("requested", "native", "expected"),
+    [
+        ("auto", True, "bf16"),
+        ("auto", False, "fp32"),
+        ("fp32", True, "fp32"),
+        ("fp16", False, "fp16"),
+    ],
+)
+def test_auto_precision_is_bf16_only_for_an_fp32_run_on_an_amx_cpu(
+    trained, monkeypatch, requested, native, expected
+):
+    assert trained.config.train.precision == "fp32"
+    monkeypatch.setattr(rb, "native_bf16", lambda device: native)
+    assert rb.suite_precision(trained, requested) == expected
+
+
+def test_unknown_precision_is_a_one_line_error(trained):
+    with pytest.raises(ConfigError, match="--precision fp33: expected one of auto, fp32"):
+        rb.suite_precision(trained, "fp33")
+
+
+def test_bf16_suite_is_close_to_fp32_and_says_so(trained, monkeypatch):
+    """bf16 autocast rounds activations: a few predictions near the boundary flip, no more."""
+    seen = []
+    evaluate = rb.evaluate
+    monkeypatch.setattr(rb, "evaluate", lambda *a: seen.append(a[2]) or evaluate(*a))
+    runs = {p: rb.robustness(trained, only="noise,blur", precision=p) for p in ("fp32", "bf16")}
+    assert set(seen[: len(seen) // 2]) == {"fp32"} and set(seen[len(seen) // 2 :]) == {"bf16"}
+    assert runs["fp32"].precision == "fp32" and "model in bf16" in runs["bf16"].markdown()
+    assert runs["bf16"].clean == pytest.approx(runs["fp32"].clean, abs=0.02)
+    for name in ("noise", "blur"):
+        assert runs["bf16"].accuracy[name] == pytest.approx(runs["fp32"].accuracy[name], abs=0.03)
+
+
+def test_cli_precision(run_dir, capsys):
+    argv = ["robustness", str(run_dir), "--only", "invert", "--limit", "20"]
+    assert main([*argv, "--precision", "fp33"]) == 2
+    assert "--precision fp33: expected one of" in capsys.readouterr().err
+    assert main([*argv, "--precision", "fp32"]) == 0
+    assert "(cpu, fp32)" in capsys.readouterr().out

@@ -28,3 +28,13 @@ def test_resolving_a_device_sets_the_allocator_up(monkeypatch):
 def test_no_mallopt_off_linux(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     assert device_module._mallopt(-3, 1 << 20) is False
+
+
+def test_native_bf16_is_a_cpu_with_amx(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert device_module.native_bf16(torch.device("cpu")) is True
+    assert device_module.native_bf16(torch.device("cuda")) is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert device_module.native_bf16(torch.device("cpu")) is False
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert device_module.native_bf16(torch.device("cpu")) is False
