@@ -303,7 +303,7 @@ def check_precision(precision: str) -> str:
 def suite_precision(run: TrainedRun, precision: str = "auto") -> str:
     """--precision auto: the run's train.precision, except that an fp32 run on a CPU with AMX
     runs in bf16 autocast. The suite is ~47 passes; there bf16 makes it 3.2x faster (Fashion-
-    MNIST test, default cnn: 127 s -> 39 s) and moves the mCE by 0.04 points, each cell by at
+    MNIST test, default cnn: 127 s -> 38 s) and moves the mCE by 0.04 points, each cell by at
     most 0.7 (rounding flips predictions near the boundary), about what another noise seed
     moves them. --precision fp32 gives the exact numbers."""
     if check_precision(precision) != "auto":
