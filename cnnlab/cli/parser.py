@@ -22,6 +22,7 @@ from cnnlab.cli.runs_commands import (
     cmd_runs_plot,
 )
 from cnnlab.cli.train_commands import cmd_lr_find, cmd_train, cmd_transfer
+from cnnlab.config.schema import DEFAULT_RUN_DIR
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -212,7 +213,11 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
     runs = commands.add_parser("runs", help="list, compare, plot and export run directories")
     actions = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     root = argparse.ArgumentParser(add_help=False)
-    root.add_argument("--root", default="runs", help="folder of run directories (default: runs)")
+    root.add_argument(
+        "--root",
+        default=DEFAULT_RUN_DIR,
+        help=f"folder of run directories (default: run.dir's default, {DEFAULT_RUN_DIR})",
+    )
     filters = argparse.ArgumentParser(add_help=False)
     filters.add_argument(
         "--filter",

@@ -93,6 +93,18 @@ def _nest(parts: list[str], value: Any) -> dict[str, Any]:
     return value
 
 
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1} (the inverse of _nest); lists and scalars are
+    leaves, as in overrides."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def load_config(
     files: Sequence[str | Path] = (),
     overrides: Iterable[str] = (),

@@ -235,6 +235,19 @@ class Config(Section):
         return self.model_dump(mode="json")
 
 
+def default(key: str) -> Any:
+    """The schema's default of a dotted key ("eval.batch_size" -> 256), for CLI flags that
+    stand for a config key, so that no default is declared twice."""
+    model: type[BaseModel] = Config
+    *sections, name = key.split(".")
+    for section in sections:
+        model = model.model_fields[section].annotation
+    return model.model_fields[name].get_default(call_default_factory=True)
+
+
+DEFAULT_RUN_DIR: str = default("run.dir")
+
+
 def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
     """Every dotted key a user may set: ['recipe', 'data', 'data.name', ...]."""
     keys = []

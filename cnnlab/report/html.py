@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.atomic import write_text_atomic
+from cnnlab.config.load import flatten
+from cnnlab.config.names import run_started
 from cnnlab.errors import ConfigError
 from cnnlab.track.console import summary_rows
-from cnnlab.track.curves import differing_keys, flatten, plot_curves, png_bytes
+from cnnlab.track.curves import differing_keys, plot_curves, png_bytes
 from cnnlab.track.registry import Run, load_run
 from cnnlab.track.rundir import (
     CONFUSION_CSV,
@@ -26,6 +28,7 @@ from cnnlab.track.rundir import (
     ROBUSTNESS_CSV,
     ROBUSTNESS_PNG,
 )
+from cnnlab.track.runindex import find_run_dirs
 
 CURVES = (("loss", ["train_loss", "val_loss"]), ("accuracy", ["train_acc", "val_acc"]))
 
@@ -69,7 +72,7 @@ def collect_runs(targets: list[str | Path]) -> list[Run]:
         if (target / "config.yaml").is_file():
             paths.append(target)
         elif target.is_dir():
-            found = sorted(p for p in target.iterdir() if (p / "config.yaml").is_file())
+            found = find_run_dirs(target)
             if not found:
                 raise ConfigError(f"{target}: no run directories in it (no */config.yaml)")
             paths += found
@@ -107,7 +110,7 @@ def run_section(run: Run, index: int) -> str:
     parts = [
         f'<section id="run-{index}">',
         f"<p class=meta>status <b>{esc(status(run))}</b> · started "
-        f"{started(run.path):%Y-%m-%d %H:%M} · {esc(run.path)}</p>",
+        f"{_started(run.path)} · {esc(run.path)}</p>",
         table([[k, v] for k, v in key_numbers(s)], header=False, css_class="kv"),
         "<h4>Diagnosis</h4>",
         diagnosis(s.get("diagnosis") or []),
@@ -231,13 +234,9 @@ def image(png: bytes, alt: str, css_class: str = "") -> str:
     return f'<img{cls} alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 
 
-def started(path: Path) -> datetime:
-    """From the run directory's name (20261123-152246-...), which survives copies and resumes;
-    for other names, when config.yaml was written."""
-    try:
-        return datetime.strptime(path.name[:15], "%Y%m%d-%H%M%S")
-    except ValueError:
-        return datetime.fromtimestamp((path / "config.yaml").stat().st_mtime)
+def _started(path: Path) -> str:
+    started = run_started(path)
+    return "-" if started is None else f"{started:%Y-%m-%d %H:%M}"
 
 
 def status(run: Run) -> str:

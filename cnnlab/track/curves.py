@@ -2,7 +2,7 @@
 
 Used by `cnnlab runs plot` and by the HTML report. matplotlib's Figure is used directly (no
 pyplot), so no GUI backend is ever loaded and figures are freed with their last reference; it is
-imported only when a figure is drawn, so `cnnlab runs list` (flatten, differing_keys) never
+imported only when a figure is drawn, so `cnnlab runs list` (differing_keys) never
 pays its 0.6 s import.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.atomic import atomic_path
+from cnnlab.config.load import flatten
 from cnnlab.track.registry import Run
 
 if TYPE_CHECKING:
@@ -20,17 +21,6 @@ if TYPE_CHECKING:
 
 # Keys that differ between any two runs without describing the experiment.
 IGNORED_KEYS = ("run.dir", "run.name")
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}; lists and scalars are leaves."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def differing_keys(configs: list[dict[str, Any]]) -> list[str]:

@@ -9,11 +9,11 @@ import csv
 import io
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 from cnnlab.atomic import write_text_atomic
+from cnnlab.config.names import run_stamp
 from cnnlab.errors import ConfigError
 
 # Files that commands over a finished run add to its directory; `cnnlab report` embeds them.
@@ -57,7 +57,7 @@ class RunDir:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ConfigError(f"run.dir = {str(root)!r}: cannot create it ({e.strerror})") from None
-        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{_safe_name(name)}"
+        stem = f"{run_stamp()}-{_safe_name(name)}"
         for attempt in range(1, 1000):
             path = root / (stem if attempt == 1 else f"{stem}-{attempt}")
             try:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,10 @@ from typing import Any
 import yaml
 
 from cnnlab.atomic import write_text_atomic
+from cnnlab.config.load import flatten
+from cnnlab.config.names import run_started
+from cnnlab.config.schema import DEFAULT_RUN_DIR
 from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.track.curves import flatten
 
 INDEX_NAME = ".cnnlab-index.json"
 INDEX_VERSION = 1
@@ -37,7 +37,6 @@ ALIASES = {
     "time": "train_seconds",
 }
 ROW_KEYS = ("name", "date", "path")
-_STAMP = re.compile(r"^(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})")
 
 try:  # libyaml parses config.yaml ~10x faster; it matters for the first listing of many runs
     _YamlLoader: type = yaml.CSafeLoader
@@ -153,18 +152,11 @@ def _running_summary(metrics: Path) -> dict[str, Any]:
 
 
 def _date(path: Path) -> str:
-    stamp = _STAMP.match(path.name)
-    if stamp:
-        y, mo, d, h, mi, s = stamp.groups()
-        return f"{y}-{mo}-{d} {h}:{mi}:{s}"
-    try:
-        mtime = (path / "config.yaml").stat().st_mtime
-    except OSError:  # deleted while we listed
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mtime))
+    started = run_started(path)
+    return "" if started is None else f"{started:%Y-%m-%d %H:%M:%S}"
 
 
-def index_runs(root: str | Path = "runs", cache: bool = True) -> list[RunRow]:
+def index_runs(root: str | Path = DEFAULT_RUN_DIR, cache: bool = True) -> list[RunRow]:
     """Every run under `root` (see find_run_dirs), read through <root>/.cnnlab-index.json: a run
     whose config.yaml, summary.json and metrics.jsonl have the mtime and size recorded there is
     not read again. Runs that appeared, changed or vanished update the index."""

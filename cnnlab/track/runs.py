@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from cnnlab.atomic import atomic_path
+from cnnlab.config.schema import DEFAULT_RUN_DIR
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.registry import did_you_mean
 from cnnlab.track.curves import differing_keys
@@ -191,7 +192,7 @@ def _order(value: Any) -> tuple[int, Any]:
 # ---------------------------------------------------------------- comparing and plotting
 
 
-def resolve_run(arg: str | Path, root: str | Path = "runs") -> Path:
+def resolve_run(arg: str | Path, root: str | Path = DEFAULT_RUN_DIR) -> Path:
     """A RUN argument: a run directory's path, or its name under `root`."""
     path = Path(arg)
     if not (path / "config.yaml").is_file() and (Path(root) / path / "config.yaml").is_file():

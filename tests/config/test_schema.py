@@ -18,3 +18,11 @@ def test_to_dict_round_trips():
 def test_val_split_accepts_fraction_or_count():
     assert validate({"data": {"val_split": 0.1}}).data.val_split == 0.1
     assert validate({"data": {"val_split": 200}}).data.val_split == 200
+
+
+def test_default_reads_the_schema():
+    from cnnlab.config.schema import DEFAULT_RUN_DIR, Config, default
+
+    assert default("eval.batch_size") == Config().eval.batch_size
+    assert default("train.early_stopping.monitor") == "val_acc"
+    assert DEFAULT_RUN_DIR == Config().run.dir

@@ -4,7 +4,6 @@ import csv
 import json
 import re
 import time
-import types
 
 import pytest
 
@@ -40,9 +39,7 @@ def logged_run(tmp_path, *epochs: int) -> RunDir:
 @pytest.fixture
 def frozen_clock(monkeypatch):
     """Every run created in the same second."""
-    monkeypatch.setattr(
-        rundir, "time", types.SimpleNamespace(strftime=lambda fmt: "20240102-030405")
-    )
+    monkeypatch.setattr(rundir, "run_stamp", lambda: "20240102-030405")
 
 
 def test_create_makes_a_timestamped_directory_with_checkpoints(tmp_path):
