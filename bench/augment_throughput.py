@@ -18,7 +18,7 @@ from torchvision.transforms import v2
 from cnnlab import augment
 from cnnlab.config.schema import AugmentConfig
 from cnnlab.data import DeviceLoader, ImageSet
-from cnnlab.train.device import resolve_device
+from cnnlab.training.device import resolve_device
 
 PIPELINE = [
     {"op": "flip"},

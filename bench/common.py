@@ -15,7 +15,7 @@ import torchvision
 from rich.console import Console
 from rich.table import Table
 
-from cnnlab.train.device import device_name
+from cnnlab.training.device import device_name
 
 SYSTEM_FMNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 
@@ -147,9 +147,8 @@ def fmnist_config(recipe: str, raw: Path, runs: Path, *overrides: str):
 
 def recipe_train_flops(config) -> float:
     """Training FLOPs per image of the net `config` builds for its data."""
-    from cnnlab import data
-    from cnnlab.train.backbone import build_model
+    from cnnlab import data, models
 
     info = data.build(config.data).info
-    model = build_model(config, info, weights=False)
+    model = models.build(config, info, weights=False)
     return train_flops_per_image(model, (info.channels, *info.image_size))

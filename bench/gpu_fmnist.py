@@ -53,7 +53,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-from cnnlab.train.device import device_name
+from cnnlab.training.device import device_name
 
 MEAN, STD = (0.2860,), (0.3530,)
 

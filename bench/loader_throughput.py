@@ -28,7 +28,7 @@ from torchvision import transforms
 
 from cnnlab import data
 from cnnlab.config.schema import DataConfig
-from cnnlab.train.device import resolve_device
+from cnnlab.training.device import resolve_device
 
 
 def torchvision_peer(raw: Path, root: Path, mean: float, std: float, args, device):

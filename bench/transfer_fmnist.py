@@ -33,7 +33,7 @@ from rich.table import Table
 
 import cnnlab
 from cnnlab import data
-from cnnlab.train.experiment import RunResult, train
+from cnnlab.training.experiment import RunResult, train
 
 SOURCE, TARGET = "[0,1,2,3,4]", "[5,6,7,8,9]"
 VARIANTS = {

@@ -1,8 +1,10 @@
 """cnnlab: train, track, compare and diagnose image classifiers on small datasets, fast.
 
 Public API:
-    train(config) -> RunResult      run one training, write its run directory
-    resume(run_dir, overrides)      continue a run from its last checkpoint, in its directory
+    train(config, quiet=False, callbacks=()) -> RunResult
+                                    run one training, write its run directory
+    resume(run_dir, overrides, quiet=False)
+                                    continue a run from its last checkpoint, in its directory
     load_config(files, overrides)   resolve recipe <- YAML files <- key=value overrides
     load_run(path) -> Run           read a run directory back
 Torch is imported only when train() is called, so config tools start instantly.
@@ -12,17 +14,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-# The subpackage cnnlab.train is imported before the function train() below is defined: Python
-# binds a subpackage to its parent's attribute when the subpackage is first imported, which
-# would otherwise replace the function. cnnlab/train/__init__.py imports nothing, so this is free.
-import cnnlab.train  # noqa: F401  (isort: skip)
 from cnnlab.config import Config, load_config
 from cnnlab.config.load import validate
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
 from cnnlab.track.registry import Run, load_run
 
 if TYPE_CHECKING:
-    from cnnlab.train.experiment import RunResult
+    from collections.abc import Sequence
+
+    from cnnlab.training.experiment import Callback, RunResult
 
 __all__ = [
     "CheckpointError",
@@ -38,18 +38,22 @@ __all__ = [
 ]
 
 
-def train(config: Config | dict[str, Any]) -> RunResult:
-    """Train from a Config (or a plain dict validated as one) and write the run directory."""
-    from cnnlab.train.experiment import train as run_training
+def train(
+    config: Config | dict[str, Any], *, quiet: bool = False, callbacks: Sequence[Callback] = ()
+) -> RunResult:
+    """Train from a Config (or a plain dict validated as one) and write the run directory.
+    quiet: nothing on the terminal (a notebook, a sweep worker); log.txt is written as always.
+    callbacks: cnnlab.training.experiment.Callback objects (trackers, a sweep's pruner)."""
+    from cnnlab.training.experiment import train as run_training
 
     if not isinstance(config, Config):
         config = validate(config)
-    return run_training(config)
+    return run_training(config, quiet=quiet, callbacks=callbacks)
 
 
-def resume(run_dir: str, overrides: list[str] = ()) -> RunResult:
+def resume(run_dir: str, overrides: Sequence[str] = (), *, quiet: bool = False) -> RunResult:
     """Continue the run in `run_dir` from checkpoints/last.ckpt (overrides: train.epochs,
     train.max_minutes, train.device)."""
-    from cnnlab.train.resume import resume as resume_training
+    from cnnlab.training.resume import resume as resume_training
 
-    return resume_training(run_dir, list(overrides))
+    return resume_training(run_dir, list(overrides), quiet=quiet)

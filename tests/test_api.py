@@ -1,4 +1,4 @@
-"""The public API a user's script sees: cnnlab.train / load_config / load_run."""
+"""The public API a user's script sees: cnnlab.training / load_config / load_run."""
 
 import cnnlab
 

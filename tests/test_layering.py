@@ -12,15 +12,16 @@ BASE = {
     "registry",
     "atomic",
     "imagegrid",
+    "checkpoint",
 }  # the bottom layer, importable from anywhere
 SIBLINGS = {"data", "augment", "models", "track"}  # import the base only, never each other
-TRAIN = {"train"}  # may import the siblings
-UPPER = {"sweep", "report", "analyze", "transfer"}  # may import train and below
+TRAIN = {"training"}  # may import the siblings
+UPPER = {"report", "analyze"}  # may import train and below
 
 ALLOWED = {
     **{name: BASE for name in BASE},
     **{name: BASE for name in SIBLINGS},
-    "train": BASE | SIBLINGS,
+    "training": BASE | SIBLINGS,
     **{name: BASE | SIBLINGS | TRAIN for name in UPPER},
 }
 

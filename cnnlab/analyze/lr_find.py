@@ -17,14 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from cnnlab.atomic import atomic_path, write_text_atomic
 from cnnlab.config import Config
+from cnnlab.config.schema import LR_FIND
 from cnnlab.errors import ConfigError
-from cnnlab.train import experiment
-from cnnlab.train.device import kernel_mode, resolve_device, seed_everything
-from cnnlab.train.loop import autocast, optimizer_step
+from cnnlab.training import experiment
+from cnnlab.training.device import kernel_mode, resolve_device, seed_everything
 
 MIN_POINTS = 5  # fewer points before the minimum than this give no usable slope
 
@@ -59,12 +58,34 @@ def suggest(lrs: list[float], smoothed: list[float]) -> float | None:
     return float(lrs[start + int(np.argmin(slope))])
 
 
+class Sweep:
+    """The range test's schedule: step() sets every group's lr to the next point of the
+    exponential sweep (times the group's lr_mult), as training.schedule.Schedule does for a run."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, start: float, end: float, steps: int):
+        self.optimizer, self.start, self.end, self.steps = optimizer, start, end, steps
+        self.i = 0
+        self._apply()
+
+    @property
+    def lr(self) -> float:
+        return self.start * (self.end / self.start) ** (self.i / (self.steps - 1))
+
+    def _apply(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * group.get("lr_mult", 1.0)
+
+    def step(self) -> None:
+        self.i += 1
+        self._apply()
+
+
 def find_lr(
     config: Config,
     *,
-    start_lr: float = 1e-7,
-    end_lr: float = 10.0,
-    steps: int = 200,
+    start_lr: float = LR_FIND.start_lr,
+    end_lr: float = LR_FIND.end_lr,
+    steps: int = LR_FIND.steps,
     smoothing: float = 0.98,
     diverge_factor: float = 4.0,
 ) -> LrFind:
@@ -73,28 +94,17 @@ def find_lr(
     cfg = config.train
     with kernel_mode(cfg.deterministic), torch.enable_grad():
         seed_everything(cfg.seed)
-        parts = experiment.build(config, device).parts  # its scheduler is unused: this is a sweep
-        # parts.net: what training calls (a transfer run's head when its features are cached)
-        model, optimizer = parts.net, parts.optimizer
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        parts = experiment.build(config, device).parts
+        parts.scheduler = sweep = Sweep(parts.optimizer, start_lr, end_lr, steps)
         parts.model.train()
-        batches = iter(parts.train_loader)
+        batches = _endless(parts.train_loader)  # a sweep may be longer than an epoch
         lrs, losses, smoothed, avg, best, stopped_at = [], [], [], 0.0, math.inf, None
         for i in range(steps):
-            lr = start_lr * (end_lr / start_lr) ** (i / (steps - 1))
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_mult", 1.0)
-            try:
-                x, y = next(batches)
-            except StopIteration:  # a sweep may be longer than an epoch: start another
-                batches = iter(parts.train_loader)
-                x, y = next(batches)
-            with autocast(device, cfg.precision):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
-            parts.scaler.scale(loss).backward()
-            optimizer_step(parts, cfg.grad_clip)
-            value = loss.item()
+            lr = sweep.lr
+            # one training step as the run takes it (accumulated micro-batches included)
+            size = cfg.accumulate
+            step_losses = [loss for loss, _, _ in parts.step(batches, size)]
+            value = (sum(step_losses) / size).item()
             avg = smoothing * avg + (1 - smoothing) * value
             smooth = avg / (1 - smoothing ** (i + 1))  # bias correction: avg starts at 0
             lrs.append(lr)
@@ -107,6 +117,12 @@ def find_lr(
     finite = [s if math.isfinite(s) else math.inf for s in smoothed]
     min_loss_lr = lrs[int(np.argmin(finite))]
     return LrFind(lrs, losses, smoothed, suggest(lrs, smoothed), min_loss_lr, stopped_at)
+
+
+def _endless(loader):
+    """The loader's batches, epoch after epoch."""
+    while True:
+        yield from loader
 
 
 def write(result: LrFind, directory: Path) -> tuple[Path, Path]:

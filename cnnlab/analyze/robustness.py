@@ -56,8 +56,8 @@ from cnnlab.errors import ConfigError
 from cnnlab.models.fold import fold_batchnorm
 from cnnlab.registry import did_you_mean
 from cnnlab.track.rundir import ROBUSTNESS_CSV, ROBUSTNESS_MD, ROBUSTNESS_PNG
-from cnnlab.train.device import native_bf16
-from cnnlab.train.loop import evaluate
+from cnnlab.training.device import native_bf16
+from cnnlab.training.step import score
 
 SEVERITIES = (1, 2, 3, 4, 5)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -209,7 +209,7 @@ def accuracy(
         channels_last=channels_last,
     )
     net = model if batch_size >= CORRUPTION_CHUNK else _InBatches(model, batch_size)
-    return evaluate(net, loader, precision)[1]
+    return score(net, loader, precision, device=loader.device).accuracy
 
 
 @dataclass

@@ -9,14 +9,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnlab import data
+from cnnlab import data, models
+from cnnlab.checkpoint import load_weights
 from cnnlab.config import Config, load_config
 from cnnlab.errors import ConfigError
 from cnnlab.track.registry import load_run
-from cnnlab.train.backbone import build_model
-from cnnlab.train.checkpoint import load_weights
-from cnnlab.train.device import resolve_device
-from cnnlab.train.experiment import eval_loader
+from cnnlab.training.device import resolve_device
+from cnnlab.training.experiment import eval_loader
 
 SPLITS = ("val", "test")
 
@@ -66,7 +65,7 @@ def load_trained(
     torch_device = resolve_device(device or config.train.device)
     bundle = data.build(config.data)
     info = bundle.info
-    model = build_model(config, info, weights=False)  # the weights are the run's own, below
+    model = models.build(config, info, weights=False)  # the weights are the run's own, below
     model.load_state_dict(load_weights(best))
     trained = TrainedRun(run.path, config, model.to(torch_device).eval(), bundle, torch_device)
     if trained.channels_last:

@@ -138,6 +138,7 @@ def grayscale(x: torch.Tensor, gen: torch.Generator, p: float = 0.1):
 
 @register_op("invert")
 def invert(x: torch.Tensor, gen: torch.Generator, p: float = 0.5):
+    """1 - x: negative images."""
     return where(chosen(x, gen, p), 1.0 - x, x)
 
 

@@ -13,6 +13,7 @@ from cnnlab.augment.registry import chosen, expect, is_int, register_op, uniform
 
 @register_op("flip")
 def flip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5, vertical: bool = False):
+    """Mirror each chosen sample left-right (vertical: upside down)."""
     return where(chosen(x, gen, p), x.flip(-2 if vertical else -1), x)
 
 

@@ -54,7 +54,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     from cnnlab import data, models
-    from cnnlab.train.backbone import build_model, load_backbone
+    from cnnlab.models.transfer import TransferNet, load_backbone
 
     info = data.build(config.data).info  # the model's input: channels, size, classes
     if config.model.backbone is not None:  # the uncut backbone: where transfer.layer may cut
@@ -62,7 +62,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
         print(f"backbone {source.name} (transfer.layer: a # or layer of this table)")
         print(models.summarize(source.net, (source.channels, *source.image_size)).table())
         print()
-    model = build_model(config, info, weights=False)  # the shape is all a summary needs
+    model = models.build(config, info, weights=False)  # the shape is all a summary needs
+    if isinstance(model, TransferNet):  # trainable params as the run starts
+        from cnnlab.training import finetune
+
+        finetune.freeze(model, config)
     name = "transfer net" if config.model.backbone else config.model.name
     print(f"{name} on {info.name}: {info.num_classes} classes")
     print(models.summarize(model, (info.channels, *info.image_size)).table())

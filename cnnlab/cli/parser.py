@@ -14,6 +14,7 @@ from cnnlab.cli.inspect_commands import (
     cmd_summary,
     cmd_viz,
 )
+from cnnlab.cli.list_command import KINDS, cmd_list
 from cnnlab.cli.runs_commands import (
     cmd_report,
     cmd_runs_compare,
@@ -22,10 +23,12 @@ from cnnlab.cli.runs_commands import (
     cmd_runs_plot,
 )
 from cnnlab.cli.train_commands import cmd_lr_find, cmd_train, cmd_transfer
-from cnnlab.config.schema import DEFAULT_RUN_DIR
+from cnnlab.config.schema import DEFAULT_RUN_DIR, EVAL, LR_FIND
 
 
-def _config_args(parser: argparse.ArgumentParser) -> None:
+def _config_args(
+    parser: argparse.ArgumentParser, example: str = "optim.lr=0.01 model.name=mlp recipe=default"
+) -> None:
     parser.add_argument(
         "-c",
         "--config",
@@ -38,7 +41,7 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="override any key, e.g. optim.lr=0.01 model.name=mlp recipe=default",
+        help=f"override any key, e.g. {example}",
     )
 
 
@@ -55,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[debug],
         description="Train, track and compare image classifiers on small datasets.",
     )
+    parser.add_argument("--version", action="version", version=f"cnnlab {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     for name, summary, func in (
@@ -66,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ):
         train = commands.add_parser(name, parents=[debug], help=summary)
-        _config_args(train)
+        if name == "transfer":
+            _config_args(train, "model.backbone=runs/RUN transfer.freeze=false")
+        else:
+            _config_args(train)
         train.add_argument(
             "--resume",
             metavar="RUN_DIR",
@@ -81,9 +88,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="LR range test: loss vs an exponentially growing lr, plot and suggestion",
     )
     _config_args(lr_find)
-    lr_find.add_argument("--start-lr", type=float, default=1e-7, metavar="LR")
-    lr_find.add_argument("--end-lr", type=float, default=10.0, metavar="LR")
-    lr_find.add_argument("--steps", type=int, default=200, help="steps of the sweep (default 200)")
+    lr_find.add_argument(
+        "--start-lr",
+        type=float,
+        default=LR_FIND.start_lr,
+        metavar="LR",
+        help=f"the sweep's first lr (default {LR_FIND.start_lr:g})",
+    )
+    lr_find.add_argument(
+        "--end-lr",
+        type=float,
+        default=LR_FIND.end_lr,
+        metavar="LR",
+        help=f"its last lr, grown exponentially (default {LR_FIND.end_lr:g})",
+    )
+    lr_find.add_argument(
+        "--steps",
+        type=int,
+        default=LR_FIND.steps,
+        help=f"optimizer steps of the sweep, >= 10 (default {LR_FIND.steps})",
+    )
     lr_find.add_argument(
         "-o", "--output", metavar="DIR", help="for lr_find.png/json (default: <run.dir>/lr-find)"
     )
@@ -100,11 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--tta",
         action="store_true",
-        help="average over the run's augment.tta views (a mirror if it configured none)",
+        help="average over the run's augment.tta views (a mirror if it trained with flips)",
     )
-    evaluate.add_argument("--top-k", type=int, default=5, metavar="K", help="default 5")
     evaluate.add_argument(
-        "--worst", type=int, default=16, metavar="N", help="highest-loss images to show (16)"
+        "--top-k", type=int, default=EVAL.top_k, metavar="K", help=f"default {EVAL.top_k}"
+    )
+    evaluate.add_argument(
+        "--worst",
+        type=int,
+        default=EVAL.worst,
+        metavar="N",
+        help=f"highest-loss images to show ({EVAL.worst})",
     )
     evaluate.add_argument(
         "--data",
@@ -147,14 +177,36 @@ def build_parser() -> argparse.ArgumentParser:
     preview = aug_commands.add_parser(
         "preview", parents=[debug], help="grid of training images × augmented draws"
     )
-    preview.add_argument("-o", "--output", metavar="PNG", default="augment-preview.png")
+    preview.add_argument(
+        "-o",
+        "--output",
+        metavar="PNG",
+        default="augment-preview.png",
+        help="the grid's file (default: augment-preview.png)",
+    )
     preview.add_argument("--images", type=int, default=8, help="training images (rows)")
     preview.add_argument("--draws", type=int, default=8, help="augmented draws per image")
     _config_args(preview)
     preview.set_defaults(func=cmd_augment_preview)
+    listing = commands.add_parser(
+        "list",
+        parents=[debug],
+        help="what there is to choose from: models, data, ops, optimizers, schedules, recipes",
+    )
+    listing.add_argument("kind", nargs="?", metavar="KIND", help=f"one of {', '.join(KINDS)}")
+    listing.set_defaults(func=cmd_list)
     _runs_parser(commands, debug)
     _inspect_parser(commands, debug)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cnnlab")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _inspect_parser(commands, debug: argparse.ArgumentParser) -> None:

@@ -12,13 +12,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.config:
             raise ConfigError("--resume continues a run with its own config; drop -c/--config")
-        from cnnlab.train.resume import resume
+        from cnnlab.training.resume import resume
 
         return exit_code(resume(args.resume, args.overrides).status)
     from cnnlab.config import load_config
 
     config = load_config(args.config, args.overrides)  # before importing torch: errors come fast
-    from cnnlab.train.experiment import train
+    from cnnlab.training.experiment import train
 
     return exit_code(train(config).status)
 

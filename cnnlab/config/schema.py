@@ -84,6 +84,24 @@ class ModelConfig(Section):
     # model.* keys stay unset. None: train model.name from scratch.
     backbone: str | None = None
 
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _rejoin_layers(cls, v: Any) -> Any:
+        """A YAML flow list splits at every comma, those inside a layer's parentheses too:
+        [conv(32, 3), bn] reads as ['conv(32', 3, 'bn']. Join the pieces back while a
+        parenthesis is open, so the documented inline form works on the command line and in
+        files alike."""
+        if not isinstance(v, list):
+            return v
+        joined: list[Any] = []
+        for item in v:
+            last = joined[-1] if joined and isinstance(joined[-1], str) else ""
+            if last.count("(") > last.count(")") and not isinstance(item, list | dict):
+                joined[-1] = f"{last}, {item}"  # a number YAML read from "3" is "3" again
+            else:
+                joined.append(item)
+        return joined
+
 
 class OptimConfig(Section):
     name: str = "adam"
@@ -233,6 +251,24 @@ class Config(Section):
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-able data; loading it back gives an equal Config."""
         return self.model_dump(mode="json")
+
+
+class LrFindOptions(Section):
+    """`cnnlab lr-find`'s sweep (options of that command, not of a run's config)."""
+
+    start_lr: float = 1e-7
+    end_lr: float = 10.0
+    steps: int = 200  # optimizer steps (at least 10: fewer give no usable slope)
+
+
+class EvalOptions(Section):
+    """`cnnlab eval`'s report (options of that command, not of a run's config)."""
+
+    top_k: int = 5  # top-k accuracy besides top-1
+    worst: int = 16  # highest-loss images shown
+
+
+LR_FIND, EVAL = LrFindOptions(), EvalOptions()  # the defaults of those commands' flags
 
 
 def default(key: str) -> Any:

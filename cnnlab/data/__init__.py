@@ -5,7 +5,7 @@ from __future__ import annotations
 from cnnlab.config.schema import DataConfig
 from cnnlab.data import sources  # noqa: F401  (registers every source)
 from cnnlab.data.imageset import DataBundle, DatasetInfo, ImageSet
-from cnnlab.data.loader import DeviceLoader, StreamLoader, make_loader
+from cnnlab.data.loader import BatchLoader, DeviceLoader, StreamLoader, make_loader
 from cnnlab.data.paths import cache_root
 from cnnlab.data.registry import SOURCES
 from cnnlab.data.select import select_splits
@@ -15,7 +15,8 @@ from cnnlab.data.transform import convert
 from cnnlab.errors import ConfigError
 
 __all__ = [
-    "DataBundle", "DatasetInfo", "DeviceLoader", "ImageSet", "StreamLoader", "build", "make_loader",
+    "BatchLoader", "DataBundle", "DatasetInfo", "DeviceLoader", "ImageSet", "StreamLoader",
+    "build", "make_loader",
 ]  # fmt: skip
 
 LABEL_SETS = {"cifar100": ("fine", "coarse")}  # datasets with more than one label set

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
@@ -65,6 +66,11 @@ class DatasetInfo:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def record(self) -> dict[str, Any]:
+        """As plain JSON data (summary.json's and best.safetensors' "data"): what a later run
+        needs to reuse a net trained on this data (models.transfer reads it back)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Batch loaders with one interface: iterate (x, y) batches, normalised, on the training device.
+"""Batch loaders with one interface (BatchLoader): iterate (x, y) batches, normalised, on the
+training device.
 
 DeviceLoader keeps the whole uint8 set resident on the device and cuts batches by index: no
 worker processes, no PIL, no per-image Python. StreamLoader is for sets larger than
@@ -22,42 +23,26 @@ BatchTransform = Callable[
 ]
 
 
-class DeviceLoader:
-    def __init__(
-        self,
-        data: ImageSet,
-        *,
-        batch_size: int,
-        device: torch.device,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        shuffle: bool = False,
-        seed: int = 0,
-        transform: BatchTransform | None = None,
-        channels_last: bool = False,
-    ):
-        self._batches(*self._store(data, device), batch_size, device, shuffle, seed)
-        self.transform = transform
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        # (x - mean) / std as one fused x * scale + shift; mean/std are on the [0, 1] scale.
-        c = data.images.shape[1]
-        std_t = torch.tensor(std, device=device).view(1, c, 1, 1)
-        self._scale = 1.0 / std_t
-        self._shift = -torch.tensor(mean, device=device).view(1, c, 1, 1) / std_t
+class BatchLoader:
+    """Batches cut by index from a stored set: each epoch's seeded order, the position within
+    it, and the state that resumes both. Subclasses say where the set is stored and how a
+    gathered batch becomes the model's input (`prepare`)."""
 
-    def _batches(
+    def __init__(
         self,
         images: torch.Tensor,
         labels: torch.Tensor,
+        *,
         batch_size: int,
         device: torch.device,
-        shuffle: bool,
-        seed: int,
-    ) -> None:
-        """What batching by index needs: the stored set, the order's generator and position."""
+        shuffle: bool = False,
+        seed: int = 0,
+        order_device: torch.device | None = None,
+    ):
+        # (N, ...) and (N,), where the subclass keeps them
         self.images, self.labels = images, labels
         self.batch_size = batch_size
-        self.device = device
+        self.device = device  # where batches are handed out
         self.shuffle = shuffle
         # One generator drives both the order and the augmentations, so one state resumes both.
         self.generator = torch.Generator(device=device)
@@ -65,12 +50,9 @@ class DeviceLoader:
         # Training drops a last partial batch: a batch of 1 breaks BatchNorm, and a short batch
         # would weigh its examples more. Evaluation sees every image.
         self.drop_last = shuffle and len(labels) > batch_size
-        self._order: torch.Tensor | None = None  # set while an epoch is under way
+        self._order: torch.Tensor | None = None  # the order of the epoch under way, or last
         self._position = 0  # batches of this epoch already handed out
-        self._order_device = device
-
-    def _store(self, data: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        return data.images.to(device), data.labels.to(device)  # (N, C, H, W) uint8, (N,) int64
+        self._order_device = order_device or device
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -79,15 +61,21 @@ class DeviceLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._epoch_order()
         while self._position < len(self):
-            i = self._position
-            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            index = self._batch_index(order, self._position)
             self._position += 1  # counted before the yield: a state saved now resumes after it
             yield self.prepare(self.images[index], self.labels[index])
-        self._order = None
+
+    def _mid_epoch(self) -> bool:
+        """An epoch is under way: its order drawn and batches of it still to come. (Its last
+        batch handed out ends it, whether or not the caller asks the iterator for more.)"""
+        return self._order is not None and self._position < len(self)
+
+    def _batch_index(self, order: torch.Tensor, i: int) -> torch.Tensor:
+        return order[i * self.batch_size : (i + 1) * self.batch_size]
 
     def _epoch_order(self) -> torch.Tensor:
         """This epoch's order: a fresh one, or the one of an epoch resumed mid-way."""
-        if self._order is None:
+        if not self._mid_epoch():
             n = len(self.labels)
             if self.shuffle:
                 self._order = torch.randperm(
@@ -104,19 +92,13 @@ class DeviceLoader:
     def prepare(
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, H, W) uint8 on the device -> normalised float, augmented when training."""
-        if self.transform is None:  # fold the uint8 -> [0, 1] scaling into the normalisation
-            x = torch.addcmul(self._shift, images.float(), self._scale / 255.0)
-            return x.contiguous(memory_format=self.memory_format), labels
-        x, y = self.transform(images.float().div_(255.0), labels, self.generator)
-        x = torch.addcmul(self._shift, x, self._scale)
-        return x.contiguous(memory_format=self.memory_format), y
+        return images, labels
 
     def state_dict(self) -> dict[str, torch.Tensor | int]:
         """The generator, and mid-epoch also the epoch's order and the next batch, so that a
         run stopped between two steps resumes with exactly the batches it would have seen."""
         state: dict[str, torch.Tensor | int] = {"generator": self.generator.get_state()}
-        if self._order is not None:
+        if self._mid_epoch():
             state |= {"order": self._order.cpu(), "position": self._position}
         return state
 
@@ -127,6 +109,52 @@ class DeviceLoader:
             self._position = int(state["position"])
         else:
             self._order, self._position = None, 0
+
+
+class _Normalize:
+    """(B, C, H, W) uint8 on the device -> float, augmented when training, then normalised;
+    (x - mean) / std as one fused x * scale + shift, mean/std on the [0, 1] scale."""
+
+    def __init__(self, loader: BatchLoader, mean, std, transform, channels_last: bool):
+        self.loader, self.transform = loader, transform
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        std_t = torch.tensor(std, device=loader.device).view(1, -1, 1, 1)
+        self.scale = 1.0 / std_t
+        self.shift = -torch.tensor(mean, device=loader.device).view(1, -1, 1, 1) / std_t
+
+    def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.transform is None:  # fold the uint8 -> [0, 1] scaling into the normalisation
+            x = torch.addcmul(self.shift, images.float(), self.scale / 255.0)
+            return x.contiguous(memory_format=self.memory_format), labels
+        x, y = self.transform(images.float().div_(255.0), labels, self.loader.generator)
+        x = torch.addcmul(self.shift, x, self.scale)
+        return x.contiguous(memory_format=self.memory_format), y
+
+
+class DeviceLoader(BatchLoader):
+    """The whole uint8 set resident on the training device."""
+
+    def __init__(
+        self,
+        data: ImageSet,
+        *,
+        batch_size: int,
+        device: torch.device,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        shuffle: bool = False,
+        seed: int = 0,
+        transform: BatchTransform | None = None,
+        channels_last: bool = False,
+    ):
+        # (N, C, H, W) uint8, (N,) int64 on the device
+        images, labels = data.images.to(device), data.labels.to(device)
+        super().__init__(
+            images, labels, batch_size=batch_size, device=device, shuffle=shuffle, seed=seed
+        )
+        self.prepare = _Normalize(self, mean, std, transform, channels_last)
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -142,28 +170,49 @@ class _Batches(torch.utils.data.Dataset):
         return self.images[index], self.labels[index]
 
 
-class StreamLoader(DeviceLoader):
-    """Same batches interface as DeviceLoader for sets that do not fit on the device."""
+class StreamLoader(BatchLoader):
+    """DeviceLoader's batches for sets larger than data.max_resident_mb: the set stays in host
+    memory and DataLoader workers gather each batch; conversion, augmentation and normalisation
+    still run on the device."""
 
-    def __init__(self, data: ImageSet, *, num_workers: int, seed: int = 0, **kwargs):
-        super().__init__(data, seed=seed, **kwargs)
+    def __init__(
+        self,
+        data: ImageSet,
+        *,
+        num_workers: int,
+        batch_size: int,
+        device: torch.device,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        shuffle: bool = False,
+        seed: int = 0,
+        transform: BatchTransform | None = None,
+        channels_last: bool = False,
+    ):
+        cpu = torch.device("cpu")
+        super().__init__(
+            data.images,
+            data.labels,
+            batch_size=batch_size,
+            device=device,
+            shuffle=shuffle,
+            seed=seed,
+            order_device=cpu,
+        )
         self.num_workers = num_workers
+        self.prepare = _Normalize(self, mean, std, transform, channels_last)
         # The order lives on the host; the device generator above still drives augmentation.
         self.order_generator = torch.Generator().manual_seed(seed)
-        self._order_device = torch.device("cpu")
-
-    def _store(self, data: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        return data.images, data.labels  # stay in host memory
 
     def _order_generator(self) -> torch.Generator:
         return self.order_generator
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order, size = self._epoch_order(), self.batch_size
+        order = self._epoch_order()
         batches = DataLoader(
             _Batches(self.images, self.labels),
             # Each sampler item is one batch's index list, from the position a resume left.
-            sampler=[order[i * size : (i + 1) * size] for i in range(self._position, len(self))],
+            sampler=[self._batch_index(order, i) for i in range(self._position, len(self))],
             batch_size=None,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
@@ -174,7 +223,6 @@ class StreamLoader(DeviceLoader):
                 images.to(self.device, non_blocking=True),
                 labels.to(self.device, non_blocking=True),
             )
-        self._order = None
 
     def state_dict(self) -> dict[str, torch.Tensor | int]:
         return super().state_dict() | {"order_generator": self.order_generator.get_state()}
@@ -190,7 +238,7 @@ def resident_mb(data: ImageSet) -> float:
 
 def make_loader(
     data: ImageSet, *, max_resident_mb: float, num_workers: int, **kwargs
-) -> DeviceLoader:
+) -> BatchLoader:
     """A DeviceLoader, or a StreamLoader when the set is larger than max_resident_mb."""
     if resident_mb(data) > max_resident_mb:
         return StreamLoader(data, num_workers=num_workers, **kwargs)

@@ -1,5 +1,11 @@
 """A trained net reused for new classes: input adapter -> backbone cut at a layer -> pool -> head.
 
+model.backbone names a cnnlab run directory, a cnnlab checkpoint file (best.safetensors, whose
+header records the run's config and data; last.ckpt; or either inside a run directory, whose
+config.yaml and summary.json say the same), or torchvision:NAME / timm:NAME (pretrained weights
+from the local cache, see models.hub). A cnnlab backbone is rebuilt from its own config, so a
+transfer run can itself be a backbone.
+
 The adapter lets the new data keep its own pipeline (normalised by its own statistics): on the
 device it undoes that normalisation, repeats gray to RGB or mixes RGB to gray, resizes, and
 normalises the way the backbone was trained. Cutting at a named layer uses torch.fx
@@ -13,18 +19,39 @@ while the head trains, so its features do not depend on the batch and can be com
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.checkpoint import load_state, load_weights, weights_about
+from cnnlab.config import Config, load_config
+from cnnlab.config.load import read_yaml_file
 from cnnlab.config.schema import TransferConfig
-from cnnlab.errors import ConfigError
-from cnnlab.models import external
+from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
+from cnnlab.models import hub
 from cnnlab.models.summary import summarize
 
 KEY = "model.backbone"
+BEST = Path("checkpoints") / "best.safetensors"
+
+
+class DataShape(Protocol):
+    """What a model is built for (data.DatasetInfo is one): the images and their classes."""
+
+    @property
+    def num_classes(self) -> int: ...
+
+    channels: int
+    image_size: tuple[int, int]  # (H, W)
+    mean: tuple[float, ...]  # per channel, on the [0, 1] scale
+    std: tuple[float, ...]
+
+
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights: RGB -> gray, as PIL's convert("L")
 
 
@@ -151,6 +178,22 @@ class TransferNet(nn.Module):
         return self
 
 
+def from_config(config: Config, data: DataShape, weights: bool = True) -> TransferNet:
+    """config.model.backbone cut and given a head for `data`, unfrozen (freezing is training
+    policy: training.finetune)."""
+    cfg = config.transfer
+    source = load_backbone(config.model.backbone, weights and cfg.pretrained)
+    if cfg.input_size is not None:
+        size = (cfg.input_size, cfg.input_size)
+    elif hub.is_hub_name(config.model.backbone):
+        size = data.image_size  # ImageNet nets take any size; 224 px would cost (224/28)² more
+    else:
+        size = source.image_size  # a cnnlab net: the size it learned its filters at
+    return build(
+        source, cfg, data.num_classes, data=(data.mean, data.std, data.image_size), input_size=size
+    )
+
+
 def build(
     source: Backbone,
     cfg: TransferConfig,
@@ -169,7 +212,7 @@ def build(
     adapter = InputAdapter(data, source.mean, source.std, input_size)
     input_shape = (source.channels, *input_size)
     backbone = cut(source, cfg.layer, input_shape)
-    probe = external.probe(source.name, backbone, source.channels, input_size, KEY)
+    probe = hub.probe(source.name, backbone, source.channels, input_size, KEY)
     if probe.ndim == 2 and (cfg.pool, cfg.pool_size) != ("avg", 1):
         raise ConfigError(
             f"transfer.pool = {cfg.pool!r}, pool_size = {cfg.pool_size}: the cut at"
@@ -236,3 +279,105 @@ class _Features(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.extractor(x)["features"]
+
+
+def load_backbone(spec: str, weights: bool = True) -> Backbone:
+    """model.backbone -> the whole trained net and the input it was trained on."""
+    if hub.is_hub_name(spec):
+        net = hub.load_pretrained(spec, weights)
+        return Backbone(spec, net.net, net.mean, net.std, net.channels, net.image_size)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        path = path / BEST
+        if not path.is_file():
+            raise ConfigError(f"{KEY} = {spec!r}: no {BEST} in it (no epoch finished?)")
+    elif not path.is_file():
+        raise ConfigError(
+            f"{KEY} = {spec!r}: no such run directory or checkpoint file (expected one of those,"
+            f" or {' / '.join(f'{s}:NAME' for s in hub.HUBS)})"
+        )
+    try:
+        return _cnnlab_backbone(spec, path, weights)
+    except CheckpointError as e:
+        raise ConfigError(f"{KEY} = {spec!r}: {e}") from None
+
+
+@dataclass(frozen=True)
+class _Trained:
+    """A cnnlab net's data record (summary.json's "data"): the DataShape it was trained for."""
+
+    record: dict[str, Any]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.record["classes"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.record["channels"])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.record["image_size"])
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return tuple(self.record["mean"])
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(self.record["std"])
+
+
+def _cnnlab_backbone(spec: str, path: Path, weights: bool) -> Backbone:
+    """A cnnlab checkpoint file -> the net it belongs to (rebuilt from its own config, so it may
+    itself be a transfer net), with those weights."""
+    from cnnlab.models import build  # the package's builder; imported here, as it imports this
+
+    if path.suffix == ".ckpt":
+        state = load_state(path)
+        about, tensors = {"config": state["config"], "data": state.get("data")}, state["model"]
+    else:
+        about, tensors = weights_about(path), load_weights(path) if weights else None
+    config_dict, record = about.get("config"), about.get("data")
+    if config_dict is None or record is None:
+        config_dict, record = _from_run_dir(path, config_dict, record)
+    if config_dict is None:
+        raise ConfigError(
+            f"{KEY} = {spec!r}: not a cnnlab checkpoint (no config in it and no run directory"
+            f" around it); for torchvision or timm weights use"
+            f" {' / '.join(f'{s}:NAME' for s in hub.HUBS)}"
+        )
+    if record is None:
+        raise ConfigError(
+            f'{KEY} = {spec!r}: its run records no data shape (summary.json has no "data":'
+            " made by a cnnlab before transfer learning); train it again to reuse it"
+        )
+    trained = _Trained(record)
+    net = build(load_config(base=config_dict), trained, weights=False)
+    if tensors is not None:
+        try:
+            net.load_state_dict(tensors)
+        except RuntimeError as e:
+            raise ConfigError(
+                f"{KEY} = {spec!r}: its weights do not fit the model its config builds"
+                f" ({str(e).splitlines()[0]})"
+            ) from None
+    return Backbone(spec, net, trained.mean, trained.std, trained.channels, trained.image_size)
+
+
+def _from_run_dir(
+    path: Path, config: dict[str, Any] | None, record: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Checkpoints older than the header record: config.yaml and summary.json's data around them."""
+    if path.parent.name != "checkpoints":
+        return config, record
+    run_dir = path.parent.parent
+    try:
+        if config is None and (run_dir / "config.yaml").is_file():
+            config = read_yaml_file(run_dir / "config.yaml")
+        if record is None and (run_dir / "summary.json").is_file():
+            record = json.loads((run_dir / "summary.json").read_text()).get("data")
+    except (CnnlabError, OSError, ValueError, AttributeError):
+        pass  # an unreadable run directory: the checkpoint alone decides
+    return config, record

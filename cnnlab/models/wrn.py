@@ -27,6 +27,8 @@ def wrn(
     separable: bool,
     se: bool,
 ) -> nn.Module:
+    """Wide ResNet (Zagoruyko & Komodakis 2016): 3 groups of (depth - 4) / 6 blocks at
+    16, 32, 64 x widen channels."""
     if (depth - 4) % 6 != 0 or depth < 10:
         raise ConfigError(f"model.depth = {depth}: WRN depth must be 6n+4 (10, 16, 22, 28, 40)")
     n = (depth - 4) // 6

@@ -4,7 +4,7 @@ import pytest
 
 from cnnlab.analyze.trained import load_trained
 from cnnlab.config import load_config
-from cnnlab.train.experiment import train
+from cnnlab.training.experiment import train
 
 
 @pytest.fixture(scope="session")

@@ -17,15 +17,16 @@ from cnnlab.cli import main
 from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
 from cnnlab.report import html
-from cnnlab.train.experiment import train
-from cnnlab.train.loop import evaluate
+from cnnlab.training.experiment import train
+from cnnlab.training.step import score
 
 SHIFT = {"view": "shift", "pixels": 1}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A 3-epoch narrow net on digits-with-test (val and test splits), no TTA configured."""
+    """A 3-epoch narrow net on digits-with-test (val and test splits), trained with flips and
+    no augment.tta."""
     with pytest.MonkeyPatch.context() as mp:  # the autouse cache fixture is per test
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
         overrides = [
@@ -33,6 +34,7 @@ def trained(tmp_path_factory):
             "train.epochs=3",
             "train.device=cpu",
             "data.name=digits-with-test",
+            "augment.train=[{op: flip}]",
             f"run.dir={tmp_path_factory.mktemp('runs')}",
         ]
         result = train(load_config(overrides=overrides))
@@ -103,19 +105,28 @@ def test_worst_are_the_highest_losses_with_their_images(trained, val):
     assert [w["true"] for w in val.worst] == [classes[i] for i in images.labels[index]]
 
 
-def test_tta_flip_by_default_and_the_runs_views_when_configured(trained, val):
+def test_tta_refused_for_a_run_that_learned_no_view(trained):
+    """A mirror the model never saw costs accuracy (Fashion-MNIST: 83% against 91%)."""
+    unflipped = load_trained(trained[1].path, ["augment.train=[]"])
+    with pytest.raises(ConfigError, match="did not train on flipped images"):
+        evaluate_run(unflipped, "val", tta=True)
+
+
+def test_tta_flip_when_trained_with_flips_and_the_runs_views_when_configured(trained, val):
     _, run = trained
     flipped = evaluate_run(run, "val", tta=True, worst=0)
     assert val.views == [] and flipped.views == ["flip"]
     assert flipped.loss != val.loss  # the mirror views changed the logits
     assert flipped.confusion.sum() == val.count and 0.0 < flipped.accuracy <= 1.0
-    expected = evaluate(run.model, run.loader("val"), "fp32", build_views(["flip"]))
+    expected = score(run.model, run.loader("val"), "fp32", build_views(["flip"]))
+    expected = (expected.loss, expected.accuracy)
     assert (flipped.loss, flipped.accuracy) == pytest.approx(expected, abs=1e-6)
 
     shifted_run = load_trained(run.path, ["augment.tta=[{view: shift, pixels: 1}]"])
     shifted = evaluate_run(shifted_run, "val", tta=True, worst=0)
     assert shifted.views == [SHIFT]
-    expected = evaluate(run.model, run.loader("val"), "fp32", build_views([SHIFT]))
+    expected = score(run.model, run.loader("val"), "fp32", build_views([SHIFT]))
+    expected = (expected.loss, expected.accuracy)
     assert (shifted.loss, shifted.accuracy) == pytest.approx(expected, abs=1e-6)
     assert shifted.loss != flipped.loss
     # Without --tta the run's views are not used.
@@ -181,3 +192,9 @@ def test_cli(trained, capsys):
         err = capsys.readouterr().err
         assert err.startswith("cnnlab: error: ") and fragment in err
         assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_tta_on_a_run_that_never_saw_a_flip_is_a_one_line_error(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--tta"]) == 2
+    err = capsys.readouterr().err
+    assert "--tta: the run has no augment.tta" in err and err.count("\n") == 1

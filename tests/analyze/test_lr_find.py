@@ -12,8 +12,8 @@ from torch import nn
 from cnnlab.analyze.lr_find import LrFind, find_lr, suggest, write
 from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
-from cnnlab.train import experiment
-from cnnlab.train.device import resolve_device, seed_everything
+from cnnlab.training import experiment
+from cnnlab.training.device import resolve_device, seed_everything
 
 QUICK = ["model.width=8", "train.batch_size=64", "train.device=cpu"]
 

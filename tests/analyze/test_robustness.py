@@ -188,8 +188,8 @@ def test_unknown_precision_is_a_one_line_error(trained):
 def test_bf16_suite_is_close_to_fp32_and_says_so(trained, monkeypatch):
     """bf16 autocast rounds activations: a few predictions near the boundary flip, no more."""
     seen = []
-    evaluate = rb.evaluate
-    monkeypatch.setattr(rb, "evaluate", lambda *a: seen.append(a[2]) or evaluate(*a))
+    score = rb.score
+    monkeypatch.setattr(rb, "score", lambda *a, **k: seen.append(a[2]) or score(*a, **k))
     runs = {p: rb.robustness(trained, only="noise,blur", precision=p) for p in ("fp32", "bf16")}
     assert set(seen[: len(seen) // 2]) == {"fp32"} and set(seen[len(seen) // 2 :]) == {"bf16"}
     assert runs["fp32"].precision == "fp32" and "model in bf16" in runs["bf16"].markdown()

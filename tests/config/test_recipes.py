@@ -17,7 +17,7 @@ def test_every_recipe_trains_an_epoch_on_digits(name, tmp_path):
     """A recipe is ordinary config: it must build and train on any small dataset, not only
     the one it was tuned on (here the 8x8 digits, where the nets shrink to fit; only a
     validation count sized for 60k images is set back to a fraction)."""
-    from cnnlab.train.experiment import train
+    from cnnlab.training.experiment import train
 
     config = load_config(
         overrides=[

@@ -13,17 +13,17 @@ from cnnlab.errors import ConfigError
 def test_a_resolved_config_listing_every_option_builds(name):
     resolved = validate(Config(model=ModelConfig(name=name, width=8)).to_dict())
     assert resolved.model.model_fields_set >= {"se", "depth", "stem"}  # every key was given
-    assert models.build(resolved.model, 10, 1, (8, 8)) is not None
+    assert models.create(resolved.model, 10, 1, (8, 8)) is not None
 
 
 def test_a_changed_option_the_model_ignores_is_an_error():
     with pytest.raises(ConfigError, match=r"model.stem is not an option of model 'vgg'"):
-        models.build(ModelConfig(name="vgg", stem="imagenet"), 10, 3, (32, 32))
+        models.create(ModelConfig(name="vgg", stem="imagenet"), 10, 3, (32, 32))
 
 
 def test_an_option_the_model_takes_reaches_it():
-    plain = models.build(ModelConfig(name="cnn", width=8), 10, 3, (16, 16))
-    with_se = models.build(ModelConfig(name="cnn", width=8, se=True), 10, 3, (16, 16))
+    plain = models.create(ModelConfig(name="cnn", width=8), 10, 3, (16, 16))
+    with_se = models.create(ModelConfig(name="cnn", width=8, se=True), 10, 3, (16, 16))
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(with_se) > count(plain)
 
@@ -31,7 +31,7 @@ def test_an_option_the_model_takes_reaches_it():
 def test_mlp_matches_the_same_net_written_by_hand():
     from torch import nn
 
-    built = models.build(ModelConfig(name="mlp", width=8), 10, 1, (28, 28))
+    built = models.create(ModelConfig(name="mlp", width=8), 10, 1, (28, 28))
     by_hand = nn.Sequential(
         nn.Flatten(), nn.Linear(28 * 28, 64), nn.ReLU(), nn.Dropout(0.0), nn.Linear(64, 10)
     )

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from cnnlab.config.schema import ModelConfig
-from cnnlab.models import build
+from cnnlab.models import create as build
 from cnnlab.models.fold import fold_batchnorm
 
 

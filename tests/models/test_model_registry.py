@@ -42,7 +42,7 @@ def build(name="cnn", channels=1, size=8, **options) -> torch.nn.Module:
     takes = inspect.signature(models.MODELS.get(name)).parameters if name in models.MODELS else {}
     small = {k: v for k, v in SMALL.items() if k in takes}
     cfg = ModelConfig(name=name, **{**small, **options})
-    return models.build(cfg, num_classes=10, in_channels=channels, image_size=(size, size))
+    return models.create(cfg, num_classes=10, in_channels=channels, image_size=(size, size))
 
 
 def forward_backward(model: torch.nn.Module, channels: int, size: int) -> torch.Tensor:

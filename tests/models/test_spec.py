@@ -15,7 +15,7 @@ from cnnlab.models import spec
 def build(layers, classes=10, channels=3, size=32, **options) -> nn.Module:
     torch.manual_seed(0)
     cfg = ModelConfig(name="layers", layers=layers, **options)
-    return models.build(cfg, num_classes=classes, in_channels=channels, image_size=(size, size))
+    return models.create(cfg, num_classes=classes, in_channels=channels, image_size=(size, size))
 
 
 def fails(layers, *fragments, **kw) -> str:

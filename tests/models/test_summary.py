@@ -9,7 +9,7 @@ from cnnlab.config.schema import ModelConfig
 
 @pytest.fixture(scope="module")
 def cnn():
-    return models.build(ModelConfig(), num_classes=10, in_channels=1, image_size=(8, 8))
+    return models.create(ModelConfig(), num_classes=10, in_channels=1, image_size=(8, 8))
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_resolution_halves_between_stages(summary):
 
 
 def test_trainable_params_excludes_frozen_ones():
-    model = models.build(ModelConfig(), num_classes=10, in_channels=1, image_size=(8, 8))
+    model = models.create(ModelConfig(), num_classes=10, in_channels=1, image_size=(8, 8))
     first = next(model.parameters())
     first.requires_grad_(False)
     s = models.summarize(model, (1, 8, 8))
@@ -52,7 +52,7 @@ def test_trainable_params_excludes_frozen_ones():
 
 
 def test_summarize_leaves_the_model_in_its_mode_and_without_hooks():
-    model = models.build(ModelConfig(), num_classes=10, in_channels=1, image_size=(8, 8))
+    model = models.create(ModelConfig(), num_classes=10, in_channels=1, image_size=(8, 8))
     bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     before = bn.running_mean.clone()
     models.summarize(model.train(), (1, 8, 8))

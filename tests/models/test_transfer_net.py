@@ -8,7 +8,7 @@ from torch import nn
 
 from cnnlab.config.schema import ModelConfig, TransferConfig
 from cnnlab.errors import ConfigError
-from cnnlab.models import build as build_model
+from cnnlab.models import create as build_model
 from cnnlab.models import summarize
 from cnnlab.models.transfer import Backbone, InputAdapter, Pool, TransferNet, build, head
 

@@ -26,7 +26,7 @@ def build(name, channels=3, size=32, classes=10, **options) -> nn.Module:
     torch.manual_seed(0)
     small = {k: v for k, v in SMALL.items() if k in takes(name)}
     cfg = ModelConfig(name=name, **{**small, **options})
-    return models.build(cfg, num_classes=classes, in_channels=channels, image_size=(size, size))
+    return models.create(cfg, num_classes=classes, in_channels=channels, image_size=(size, size))
 
 
 def count(model: nn.Module) -> int:

@@ -17,7 +17,7 @@ from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
 from cnnlab.report import write_report
 from cnnlab.track.rundir import CONFUSION_CSV, ROBUSTNESS_CSV
-from cnnlab.train.experiment import train
+from cnnlab.training.experiment import train
 
 PNG_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 

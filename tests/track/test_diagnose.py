@@ -346,7 +346,7 @@ def test_missing_keys_none_and_junk_are_skipped():
 
 
 def run_digits(tmp_path, *overrides: str) -> tuple[list[dict], str]:
-    from cnnlab.train.experiment import train
+    from cnnlab.training.experiment import train
 
     config = load_config(
         overrides=["model.width=8", "train.epochs=6", f"run.dir={tmp_path}", *overrides]

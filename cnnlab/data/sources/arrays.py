@@ -39,6 +39,7 @@ _CHANNELS = (1, 3, 4)  # gray, RGB, RGBA
 
 @register_source("arrays")
 def read_arrays(cfg: DataConfig) -> SourceSplits:
+    """NumPy arrays in data.root: a .npz (x, y, optional val/test arrays) or x.npy, y.npy."""
     if cfg.root is None:
         raise DataError(
             "arrays: data.root is not set; point it at a .npz file (x, y, ...) or a folder "

@@ -73,12 +73,14 @@ _CIFAR100 = _Layout(
 
 @register_source("cifar10")
 def read_cifar10(cfg: DataConfig) -> SourceSplits:
+    """CIFAR-10: the python pickle batches in data.root (extracted or the .tar.gz)."""
     # data.label_set only concerns cifar100; it has no meaning here.
     return _read(cfg, _CIFAR10, labels_key=b"labels", names_key=b"label_names")
 
 
 @register_source("cifar100")
 def read_cifar100(cfg: DataConfig) -> SourceSplits:
+    """CIFAR-100: the python pickle batches; data.label_set fine (100) or coarse (20)."""
     kind = cfg.label_set  # "fine" (100 classes) or "coarse" (20 superclasses)
     return _read(
         cfg,

@@ -14,6 +14,7 @@ from cnnlab.data.registry import register_source
 
 @register_source("digits")
 def read_digits(cfg: DataConfig) -> SourceSplits:
+    """scikit-learn's 1797 real 8x8 handwritten digits, shipped with it (no files needed)."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

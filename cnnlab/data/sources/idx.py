@@ -84,11 +84,13 @@ _FASHION = _Dataset(
 
 @register_source("mnist")
 def read_mnist(cfg: DataConfig) -> SourceSplits:
+    """MNIST: the four IDX files (gzipped or not) in data.root, or torchvision's MNIST/raw."""
     return _read(cfg, _MNIST)
 
 
 @register_source("fashion-mnist")
 def read_fashion_mnist(cfg: DataConfig) -> SourceSplits:
+    """Fashion-MNIST: the four IDX files in data.root, else the system copy, else a download."""
     return _read(cfg, _FASHION)
 
 

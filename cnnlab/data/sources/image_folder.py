@@ -34,6 +34,7 @@ Found = tuple[str, cache.Stamp]
 
 @register_source("folder")
 def read_folder(cfg: DataConfig) -> SourceSplits:
+    """A folder of images with one sub-directory per class, optionally under train/ val/ test/."""
     root = require_root(cfg, "a folder with one sub-directory of images per class")
     split_dirs = _split_dirs(root)  # {"train": root} without split directories
     classes = _class_dirs(split_dirs["train"])

@@ -27,6 +27,7 @@ _EXPECTED = "the unpacked tiny-imagenet-200 folder (wnids.txt, train/<wnid>/imag
 
 @register_source("tiny-imagenet")
 def read_tiny_imagenet(cfg: DataConfig) -> SourceSplits:
+    """Tiny-ImageNet's layout: wnids.txt, train/<wnid>/images, val/ with its annotations."""
     root = require_root(cfg, _EXPECTED)
     wnids = _read_wnids(root / "wnids.txt")
     classes = _class_names(root / "words.txt", wnids)

@@ -4,7 +4,7 @@ run still improving, each with the epochs, the evidence in numbers, and which co
 change in which direction.
 
 A finding is an entry of summary.json's diagnosis list, shaped like the divergence guard's
-(cnnlab/train/guard.py) plus the epochs it concerns: {"kind", "epochs", "message", "advice"},
+(cnnlab/training/guard.py) plus the epochs it concerns: {"kind", "epochs", "message", "advice"},
 all strings. Findings come most severe first (SEVERITY).
 
 The rules live by what they judge: stability (non-finite values, spikes and collapses, a

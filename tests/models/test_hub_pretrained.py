@@ -1,4 +1,4 @@
-"""model.backbone = torchvision:NAME / timm:NAME: pretrained weights from the libraries' own caches.
+"""model.backbone = torchvision:NAME / timm:NAME (models.hub): pretrained weights from caches.
 
 The caches are built in tmp_path in the real on-disk layouts; nothing here may use the network.
 """
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from cnnlab.errors import ConfigError
-from cnnlab.models import pretrained
-from cnnlab.models.pretrained import Pretrained, cache_location, load_pretrained
+from cnnlab.models import hub as pretrained
+from cnnlab.models.hub import Pretrained, cache_location, load_pretrained
 
 REAL_DOWNLOAD = pretrained._download  # kept before the autouse fixture replaces it
 

@@ -3,8 +3,8 @@ import sys
 import pytest
 import torch
 
-from cnnlab.train import device as device_module
-from cnnlab.train.device import keep_freed_memory, resolve_device
+from cnnlab.training import device as device_module
+from cnnlab.training.device import keep_freed_memory, resolve_device
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

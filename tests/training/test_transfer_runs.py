@@ -11,13 +11,13 @@ import torch
 from safetensors.torch import save_file
 
 from cnnlab.analyze.trained import load_trained
+from cnnlab.checkpoint import load_state, load_weights
 from cnnlab.cli import main
 from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
-from cnnlab.train import experiment
-from cnnlab.train.backbone import load_backbone
-from cnnlab.train.checkpoint import load_state, load_weights
-from cnnlab.train.loop import evaluate
+from cnnlab.models.transfer import load_backbone
+from cnnlab.training import experiment
+from cnnlab.training.step import score
 
 SOURCE = ["data.classes=[0,1,2,3,4]", "model.width=8", "train.epochs=3"]
 TARGET = ["data.classes=[5,6,7,8,9]", "train.epochs=2"]
@@ -69,7 +69,7 @@ def test_cached_features_score_what_the_whole_net_scores(tmp_path, source):
     """Evaluation on cached features equals evaluating the saved transfer net on images."""
     result = transfer(tmp_path, source)
     run = load_trained(result.path)
-    _, acc = evaluate(run.model, run.loader("val"), "fp32")
+    acc = score(run.model, run.loader("val"), "fp32").accuracy
     assert acc == pytest.approx(result.summary["best_val_acc"], abs=1e-6)
 
 
@@ -106,8 +106,8 @@ def test_unfreeze_after_keeps_the_backbone_fixed_until_then(tmp_path, source, mo
 
 
 def test_unfreezing_run_stopped_mid_epoch_resumes_exactly(tmp_path, source, monkeypatch):
-    from cnnlab.train.resume import resume
-    from cnnlab.train.stop import Stopper
+    from cnnlab.training.resume import resume
+    from cnnlab.training.stop import Stopper
 
     exact = ["train.deterministic=true", "transfer.unfreeze_after=1", "train.epochs=3"]
     unbroken = transfer(tmp_path / "a", source, *exact)
@@ -237,7 +237,7 @@ def test_torchvision_backbone_from_the_local_cache_end_to_end(tmp_path, monkeypa
     normalisation, resized to transfer.input_size; the cut at layer3 is pooled 2x2."""
     import torchvision
 
-    from cnnlab.models import pretrained
+    from cnnlab.models import hub as pretrained
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(pretrained, "_download", _no_network)

@@ -9,11 +9,11 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cnnlab import models
+from cnnlab.checkpoint import load_state, load_weights
 from cnnlab.config import load_config
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.track.rundir import RunDir
-from cnnlab.train.checkpoint import load_state, load_weights
-from cnnlab.train.experiment import train
+from cnnlab.training.experiment import train
 
 METRIC_KEYS = {
     "epoch",
@@ -106,7 +106,7 @@ def test_tensorboard_has_the_familiar_tags(finished):
 
 def test_checkpoints_load_into_the_model(finished):
     config, result = finished
-    model = models.build(config.model, 10, 1, (8, 8))
+    model = models.create(config.model, 10, 1, (8, 8))
     model.load_state_dict(load_weights(result.path / "checkpoints" / "best.safetensors"))
     state = load_state(result.path / "checkpoints" / "last.ckpt")
     keys = {"config", "fit", "model", "optimizer", "scheduler", "scaler", "train_loader", "rng"}

@@ -1,6 +1,6 @@
 """resume(run_dir) -> RunResult: continue a run from checkpoints/last.ckpt, in its directory.
 
-last.ckpt holds everything the run needs to go on exactly (see experiment.resume_state); this
+last.ckpt holds everything the run needs to go on exactly (see record.resume_state); this
 module decides whether a run may be resumed, and with which changes.
 """
 
@@ -12,20 +12,25 @@ from typing import Any
 
 from rich.console import Console
 
+from cnnlab.checkpoint import load_state
 from cnnlab.config import Config, load_config
 from cnnlab.errors import ConfigError
 from cnnlab.track.rundir import RunDir
-from cnnlab.train.checkpoint import load_state
-from cnnlab.train.device import kernel_mode, resolve_device
-from cnnlab.train.experiment import RunResult, build, load_resume_state, run_in
-from cnnlab.train.loop import FitState
+from cnnlab.training.device import kernel_mode, resolve_device
+from cnnlab.training.experiment import RunResult, build, console, run
+from cnnlab.training.loop import FitState
+from cnnlab.training.record import load_resume_state
 
 # What `--resume` may change: budgets and placement, nothing that shapes the training.
 RESUMABLE_CHANGES = ("train.epochs", "train.max_minutes", "train.device")
 
 
 def resume(
-    run_dir: str | Path, overrides: list[str] = (), terminal: Console | None = None
+    run_dir: str | Path,
+    overrides: list[str] = (),
+    terminal: Console | None = None,
+    *,
+    quiet: bool = False,
 ) -> RunResult:
     """Continue the run in `run_dir` from its last checkpoint, in the same directory. Only
     RESUMABLE_CHANGES may be overridden, e.g. train.epochs=30 to train on past its end."""
@@ -37,7 +42,8 @@ def resume(
         )
     saved = load_state(last)
     config = load_config(overrides=overrides, base=saved["config"])
-    _refuse_changes(saved["config"], config.to_dict())
+    # both sides as the schema resolves them, so a key the schema added since is no change
+    _refuse_changes(load_config(base=saved["config"]).to_dict(), config.to_dict())
     state = FitState()
     state.load(saved["fit"])
     _refuse_finished(path, state, config)
@@ -46,7 +52,9 @@ def resume(
     with kernel_mode(config.train.deterministic):
         setup = build(config, device)
         load_resume_state(setup.parts, saved)
-        return run_in(config, setup, RunDir.reopen(path, state.history), state, terminal)
+        return run(
+            config, setup, RunDir.reopen(path, state.history), state, console(terminal, quiet)
+        )
 
 
 def _refuse_finished(path: Path, state: FitState, config: Config) -> None:

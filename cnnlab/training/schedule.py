@@ -63,21 +63,25 @@ def _register(name: str, per_epoch: bool) -> Callable[[ShapeFn], ShapeFn]:
 
 @_register("constant", per_epoch=False)
 def constant(t: int, n: int, base: float, floor: float, cfg: ScheduleConfig) -> float:
+    """optim.lr throughout."""
     return base
 
 
 @_register("cosine", per_epoch=False)
 def cosine(t: int, n: int, base: float, floor: float, cfg: ScheduleConfig) -> float:
+    """Half a cosine from optim.lr down to schedule.min_lr."""
     return floor + (base - floor) * 0.5 * (1.0 + math.cos(math.pi * min(t, n) / n))
 
 
 @_register("linear", per_epoch=False)
 def linear(t: int, n: int, base: float, floor: float, cfg: ScheduleConfig) -> float:
+    """A straight line from optim.lr down to schedule.min_lr."""
     return base + (floor - base) * min(t, n) / n
 
 
 @_register("onecycle", per_epoch=False)
 def onecycle(t: int, n: int, base: float, floor: float, cfg: ScheduleConfig) -> float:
+    """torch's OneCycleLR, from lr/25 up over schedule.pct_start of the steps, then to lr/25e4."""
     # torch.optim.lr_scheduler.OneCycleLR: div_factor 25, final_div_factor 1e4, cos, two phases
     start = base / 25.0
     peak_end = cfg.pct_start * n - 1.0
@@ -92,21 +96,25 @@ def onecycle(t: int, n: int, base: float, floor: float, cfg: ScheduleConfig) -> 
 
 @_register("step", per_epoch=True)
 def step(e: int, n: int, base: float, floor: float, cfg: ScheduleConfig) -> float:
+    """optim.lr times schedule.gamma every schedule.step_size epochs."""
     return max(base * gamma(cfg) ** (e // cfg.step_size), floor)
 
 
 @_register("multistep", per_epoch=True)
 def multistep(e: int, n: int, base: float, floor: float, cfg: ScheduleConfig) -> float:
+    """optim.lr times schedule.gamma after each of schedule.milestones (epochs)."""
     return max(base * gamma(cfg) ** bisect.bisect_right(cfg.milestones, e), floor)
 
 
 @_register("exponential", per_epoch=True)
 def exponential(e: int, n: int, base: float, floor: float, cfg: ScheduleConfig) -> float:
+    """optim.lr times schedule.gamma every epoch."""
     return max(base * gamma(cfg) ** e, floor)
 
 
 @_register("plateau", per_epoch=True)
 def plateau(e: int, n: int, base: float, floor: float, cfg: ScheduleConfig) -> float:
+    """optim.lr times schedule.gamma when schedule.monitor stalls for schedule.patience epochs."""
     return base  # the Schedule lowers base itself in epoch_end
 
 

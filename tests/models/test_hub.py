@@ -11,13 +11,13 @@ from torch import nn
 from cnnlab import models
 from cnnlab.config.schema import ModelConfig
 from cnnlab.errors import ConfigError
-from cnnlab.models import external
+from cnnlab.models import hub
 
 
 def build(name, classes=7, channels=1, size=32, **options) -> nn.Module:
     torch.manual_seed(0)
     cfg = ModelConfig(name=name, **options)
-    return models.build(cfg, num_classes=classes, in_channels=channels, image_size=(size, size))
+    return models.create(cfg, num_classes=classes, in_channels=channels, image_size=(size, size))
 
 
 def test_torchvision_resnet18_takes_gray_images_and_gives_our_classes():
@@ -60,7 +60,7 @@ def test_torchvision_model_that_cannot_take_the_image_size_fails_at_build():
 
 
 def test_torchvision_takes_no_model_options():
-    assert set(inspect.signature(external.builder("torchvision:resnet18")).parameters) == {
+    assert set(inspect.signature(hub.builder("torchvision:resnet18")).parameters) == {
         "num_classes",
         "in_channels",
         "image_size",

@@ -6,7 +6,7 @@ from torch.optim import lr_scheduler as torch_sched
 
 from cnnlab.config.schema import ScheduleConfig
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.train import schedule
+from cnnlab.training import schedule
 
 SPE, EPOCHS = 7, 12  # 7 steps per epoch: epoch boundaries fall off round numbers
 TOTAL = SPE * EPOCHS

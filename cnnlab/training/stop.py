@@ -1,4 +1,5 @@
-"""Requests to stop a run between two steps: Ctrl-C and train.max_minutes.
+"""Requests to stop a run between two steps: Ctrl-C, train.max_minutes, and a callback's
+request after an epoch (a sweep's pruner).
 
 The loop asks `reason()` after every step. Stopping there, not wherever SIGINT happens to land,
 means the model and optimizer are never saved half-updated, so the checkpoint written on the way
@@ -20,8 +21,15 @@ class Stopper:
         self.requested: str | None = None
         self._on_request = on_request  # e.g. tell the user the run will stop after this step
 
+    def request(self, status: str) -> None:
+        """Stop at the next chance with `status`; the first request wins."""
+        if self.requested is None:
+            self.requested = status
+            if self._on_request is not None and status == "interrupted":
+                self._on_request()
+
     def reason(self) -> str | None:
-        """None to go on, or the status to end with: interrupted | time_limit."""
+        """None to go on, or the status to end with: interrupted | time_limit | pruned."""
         if self.requested is None and self.deadline is not None:
             if time.monotonic() >= self.deadline:
                 self.requested = "time_limit"
@@ -38,9 +46,7 @@ class Stopper:
         def handle(signum, frame):
             if self.requested == "interrupted":
                 raise KeyboardInterrupt
-            self.requested = "interrupted"
-            if self._on_request is not None:
-                self._on_request()
+            self.request("interrupted")
 
         previous = signal.signal(signal.SIGINT, handle)
         try:

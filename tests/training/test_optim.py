@@ -8,8 +8,8 @@ from torch import nn
 
 from cnnlab.config.schema import OptimConfig
 from cnnlab.errors import ConfigError
-from cnnlab.train import optim
-from cnnlab.train.experiment import train
+from cnnlab.training import optim
+from cnnlab.training.experiment import train
 
 # A learning rate per optimizer that suits both the toy problem and digits; a new optimizer
 # fails the parametrized tests until it has one here.

@@ -10,9 +10,9 @@ import sys
 import pytest
 import torch
 
-from cnnlab.train.checkpoint import load_state, load_weights
-from cnnlab.train.experiment import train
-from cnnlab.train.schedule import SCHEDULES
+from cnnlab.checkpoint import load_state, load_weights
+from cnnlab.training.experiment import train
+from cnnlab.training.schedule import SCHEDULES
 
 
 def epochs(result) -> list[dict]:
@@ -67,7 +67,7 @@ def test_ema_weights_are_what_evaluation_and_best_checkpoint_use(quick):
 def test_ema_update_matches_torch_averaged_model():
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    from cnnlab.train.ema import EMA
+    from cnnlab.training.ema import EMA
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
@@ -161,12 +161,10 @@ def test_training_steps_read_from_the_device_only_at_logging_points(quick, monke
     """The step keeps loss and accuracy sums on the device; a read (.item(), bool(), float())
     waits for a GPU. Count them over one epoch of 22 steps: 3 logging points + 2 epoch sums
     (with EMA, grad clipping and a schedule on, each of which could hide a read)."""
-    from torch import nn
-
-    from cnnlab.train import loop
-    from cnnlab.train.device import resolve_device
-    from cnnlab.train.experiment import build
-    from cnnlab.train.stop import Stopper
+    from cnnlab.training import loop
+    from cnnlab.training.device import resolve_device
+    from cnnlab.training.experiment import build
+    from cnnlab.training.stop import Stopper
 
     config = quick("train.ema=0.99", "train.grad_clip=1.0", "schedule.warmup_epochs=0.5")
     parts = build(config, resolve_device("cpu")).parts
@@ -182,8 +180,7 @@ def test_training_steps_read_from_the_device_only_at_logging_points(quick, monke
 
         monkeypatch.setattr(torch.Tensor, name, counted)
     state = loop.FitState()
-    loss_fn = nn.CrossEntropyLoss()
-    totals = loop.train_epoch(parts, config.train, loss_fn, state, 1, lambda m: None, Stopper())
+    totals = loop.train_epoch(parts, config.train, state, 1, lambda m: None, Stopper())
     monkeypatch.undo()
     assert state.step == 22 and totals["train_loss"] > 0
     assert reads["n"] == 3 + 2

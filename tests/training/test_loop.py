@@ -1,7 +1,7 @@
 import pytest
 
 from cnnlab.config.schema import EarlyStoppingConfig
-from cnnlab.train.loop import FitState
+from cnnlab.training.loop import FitState
 
 
 def feed(values, **rule):

@@ -7,8 +7,8 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from cnnlab import checkpoint
 from cnnlab.errors import CheckpointError
-from cnnlab.train import checkpoint
 
 
 def test_nested_state_round_trips_without_pickle(tmp_path):

@@ -1,9 +1,23 @@
-"""model.backbone = torchvision:NAME / timm:NAME: a library classifier with its pretrained weights.
+"""Models from torchvision and timm, by name: untrained classifiers (model.name = torchvision:NAME
+or timm:NAME) and pretrained backbones (model.backbone = torchvision:NAME or timm:NAME). Every
+name is looked up and validated here, once.
 
-load_pretrained(name) gives the library's full net (its ImageNet head kept, train mode, on CPU)
-and the input those weights expect: mean/std on the [0, 1] pixel scale, channels, training size.
+Untrained (`builder`): weights are never downloaded (weights=None, pretrained=False), so building
+works offline and gives the same net every time.
 
-The weights live where the libraries cache them, so a file either of them fetched is reused:
+    torchvision:NAME  torchvision.models.get_model(NAME, weights=None, num_classes=...); the
+                      classification models only. When in_channels != 3 the first Conv2d is
+                      replaced by one with the same out channels, kernel, stride and padding.
+                      Takes no model.* options (its dropout, where it has one, stays default).
+    timm:NAME         timm.create_model(NAME, pretrained=False, num_classes=..., in_chans=...);
+                      model.dropout becomes timm's drop_rate (before the classifier).
+
+Each model is probed with one zero image of the data's size at build time, so a net that cannot
+take that size (a ViT fixed at 224×224, say) fails here with its name, not at the first batch.
+
+Pretrained (`load_pretrained`): the library's full net (its ImageNet head kept, train mode, on
+CPU) and the input those weights expect: mean/std on the [0, 1] pixel scale, channels, training
+size. The weights live where the libraries cache them, so a file either of them fetched is reused:
 
     torchvision:NAME  torch.hub.get_dir()/checkpoints/<file name of the weights' url>
                       ($TORCH_HOME/hub, ~/.cache/torch/hub by default)
@@ -22,8 +36,11 @@ metadata, and touches neither the cache nor the network: a finished run has its 
 
 from __future__ import annotations
 
+import difflib
+import importlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
@@ -33,12 +50,158 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models.external import _import, _unknown
 
-KEY = "model.backbone"
+HUBS = ("torchvision", "timm")  # the libraries a name may come from: "torchvision:resnet18"
+KEY = "model.backbone"  # pretrained weights are asked for there
 # A failed download: URLError, socket errors, timeouts and huggingface_hub's LocalEntryNotFoundError
 # are OSErrors; a body cut short is an HTTPException.
 DOWNLOAD_ERRORS = (OSError, HTTPException)
+
+
+def is_hub_name(name: str) -> bool:
+    return name.partition(":")[0] in HUBS
+
+
+def split(name: str, key: str = "model.name") -> tuple[str, str]:
+    """'torchvision:resnet18' -> ('torchvision', 'resnet18'), or a ConfigError naming `key`."""
+    source, _, model = name.partition(":")
+    if source not in HUBS:
+        what = "pretrained" if key == KEY else "model"
+        raise ConfigError(
+            f"{key} = {name!r}: unknown {what} source {source!r}"
+            f" (valid: {', '.join(f'{s}:NAME' for s in sorted(HUBS))})"
+        )
+    if not model:
+        raise ConfigError(f"{key} = {name!r}: expected {source}:NAME, e.g. {source}:resnet18")
+    return source, model
+
+
+def _unknown(
+    name: str, model: str, library: str, valid: list[str], key: str = "model.name"
+) -> ConfigError:
+    close = difflib.get_close_matches(model, valid, n=5, cutoff=0.5)
+    hint = f"; close: {', '.join(close)}" if close else ""
+    return ConfigError(f"{key} = {name!r}: {library} has no model {model!r}{hint}")
+
+
+def _import(name: str, library: str, key: str = "model.name"):
+    """The library module, or a ConfigError saying how to install it."""
+    try:
+        return importlib.import_module(library)
+    except ImportError:
+        raise ConfigError(
+            f"{key} = {name!r}: {library} is not installed (pip install {library})"
+        ) from None
+
+
+def _torchvision_classifier(name: str, model: str, key: str):
+    """torchvision, after checking that `model` is one of its classifiers (detection,
+    segmentation and video models do not return logits)."""
+    tv = _import(name, "torchvision", key)
+    valid = tv.models.list_models(module=tv.models)
+    if model not in valid:
+        raise _unknown(name, model, "torchvision", valid, key)
+    return tv
+
+
+def _timm_model(name: str, model: str, key: str):
+    """timm, after checking that `model` names one of its architectures (with or without a
+    pretrained tag: resnet18, resnet18.a1_in1k)."""
+    timm = _import(name, "timm", key)
+    valid = timm.list_models()
+    if model.partition(".")[0] not in valid:
+        tagged = timm.list_pretrained() if key == KEY else []  # close matches with their tags
+        raise _unknown(name, model, "timm", valid + tagged, key)
+    return timm
+
+
+def probe(
+    name: str,
+    model: nn.Module,
+    in_channels: int,
+    image_size: tuple[int, int],
+    key: str = "model.name",
+) -> torch.Tensor:
+    """The output for one zero image, in eval mode (BatchNorm statistics untouched), or a
+    ConfigError naming `key` when the model cannot take images of that shape."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(torch.zeros(1, in_channels, *image_size))
+    except (RuntimeError, ValueError, AssertionError) as e:  # torch/torchvision size checks
+        raise ConfigError(
+            f"{key} = {name!r}: cannot take {in_channels}×{image_size[0]}×{image_size[1]}"
+            f" images ({' '.join(str(e).split())})"
+        ) from None
+    finally:
+        model.train(was_training)
+
+
+# ---------------------------------------------------------------- untrained, by model.name
+
+
+def builder(name: str) -> Callable[..., nn.Module]:
+    """'torchvision:resnet18' -> builder(num_classes, in_channels, image_size[, dropout])."""
+    source, model = split(name)
+    return (torchvision_builder if source == "torchvision" else timm_builder)(name, model)
+
+
+def torchvision_builder(name: str, model: str) -> Callable[..., nn.Module]:
+    tv = _torchvision_classifier(name, model, "model.name")
+
+    def build(num_classes: int, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
+        net = tv.models.get_model(model, weights=None, num_classes=num_classes)
+        if in_channels != 3:
+            _replace_first_conv(name, net, in_channels)
+        probe(name, net, in_channels, image_size)
+        return net
+
+    return build
+
+
+def _replace_first_conv(name: str, net: nn.Module, in_channels: int) -> None:
+    """Swaps the first Conv2d for one taking in_channels, same geometry and out channels."""
+    path, old = next(
+        ((p, m) for p, m in net.named_modules() if isinstance(m, nn.Conv2d)), ("", None)
+    )
+    if old is None or old.groups != 1:
+        raise ConfigError(
+            f"model.name = {name!r}: cannot adapt its first layer to {in_channels} input channels"
+            " (set data.channels=3 instead)"
+        )
+    new = nn.Conv2d(
+        in_channels,
+        old.out_channels,
+        old.kernel_size,
+        old.stride,
+        old.padding,
+        old.dilation,
+        bias=old.bias is not None,
+        padding_mode=old.padding_mode,
+    )
+    parent, _, child = path.rpartition(".")
+    setattr(net.get_submodule(parent), child, new)
+
+
+def timm_builder(name: str, model: str) -> Callable[..., nn.Module]:
+    timm = _timm_model(name, model, "model.name")
+
+    def build(
+        num_classes: int, in_channels: int, image_size: tuple[int, int], dropout: float
+    ) -> nn.Module:
+        # drop_rate only when asked for: a few timm models do not accept it
+        extra = {"drop_rate": dropout} if dropout > 0 else {}
+        net = timm.create_model(
+            model, pretrained=False, num_classes=num_classes, in_chans=in_channels, **extra
+        )
+        probe(name, net, in_channels, image_size)
+        return net
+
+    return build
+
+
+# ---------------------------------------------------------------- pretrained, by model.backbone
 
 
 @dataclass(frozen=True)
@@ -53,29 +216,17 @@ class Pretrained:
 def load_pretrained(name: str, weights: bool = True) -> Pretrained:
     """name: 'torchvision:NAME' or 'timm:NAME'. weights=False: the same architecture and
     metadata, untrained, without touching the cache or the network."""
-    source, model = _split(name)
+    source, model = split(name, KEY)
     net, mean, std, channels, size = _LOADERS[source](name, model, weights)
     return Pretrained(net.cpu().train(), tuple(mean), tuple(std), channels, size)
 
 
 def cache_location(name: str) -> Path:
     """Where the weights file (torchvision) or hub folder (timm) is, or would be, cached."""
-    source, model = _split(name)
+    source, model = split(name, KEY)
     if source == "torchvision":
         return _tv_path(_tv_weights(name, model))
     return _timm_path(_timm_cfg(name, model))
-
-
-def _split(name: str) -> tuple[str, str]:
-    source, _, model = name.partition(":")
-    if source not in _LOADERS:
-        raise ConfigError(
-            f"{KEY} = {name!r}: unknown pretrained source {source!r}"
-            " (valid: torchvision:NAME, timm:NAME)"
-        )
-    if not model:
-        raise ConfigError(f"{KEY} = {name!r}: expected {source}:NAME, e.g. {source}:resnet18")
-    return source, model
 
 
 def _reason(error: BaseException) -> str:
@@ -97,10 +248,7 @@ def _torchvision(name: str, model: str, weights: bool):
 
 
 def _tv_weights(name: str, model: str):
-    tv = _import(name, "torchvision", KEY)
-    valid = tv.models.list_models(module=tv.models)  # classifiers only, as in external.py
-    if model not in valid:
-        raise _unknown(name, model, "torchvision", valid, KEY)
+    tv = _torchvision_classifier(name, model, KEY)
     default = getattr(tv.models.get_model_weights(model), "DEFAULT", None)
     if default is None:
         raise ConfigError(f"{KEY} = {name!r}: torchvision has no pretrained weights for {model!r}")
@@ -191,9 +339,7 @@ def _timm(name: str, model: str, weights: bool):
 
 
 def _timm_cfg(name: str, model: str):
-    timm = _import(name, "timm", KEY)
-    if not timm.is_model(model):
-        raise _unknown(name, model, "timm", timm.list_models() + timm.list_pretrained(), KEY)
+    timm = _timm_model(name, model, KEY)
     try:
         cfg = timm.get_pretrained_cfg(model)  # the default tag's when the name has none
     except RuntimeError:  # a known architecture, but not with this tag

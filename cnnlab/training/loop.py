@@ -1,58 +1,27 @@
-"""The training loop: epochs of explicit steps, evaluation, early stopping, checkpoint calls.
+"""The training loop: epochs of steps (training.step), validation, early stopping, checkpoint
+calls.
 
 Outward hooks are plain callables: parts.before_epoch(epoch), log_step(dict) at logging
-points, log_epoch(dict) once per epoch (the per-epoch metrics a sweep pruner or a tracker
-consumes), checkpoint(state, improved), and restore(state), which puts the last checkpoint back
-(the divergence guard's rollback).
+points, log_epoch(dict) once per epoch (the per-epoch metrics that trackers and a sweep's pruner
+consume; a pruner asks the Stopper to stop), checkpoint(state, improved), and restore(state),
+which puts the last checkpoint back (the divergence guard's rollback).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from cnnlab.augment.tta import Views
 from cnnlab.config.schema import EarlyStoppingConfig, TrainConfig
-from cnnlab.data.loader import DeviceLoader
-from cnnlab.train.ema import EMA
-from cnnlab.train.guard import DivergedError, check_loss
-from cnnlab.train.schedule import Schedule
-from cnnlab.train.stop import Stopper
+from cnnlab.training.guard import DivergedError, check_loss
+from cnnlab.training.step import TrainParts
+from cnnlab.training.stop import Stopper
 
 LOG_EVERY = 10  # optimizer steps between reads of the loss: each read waits for the device
-
-
-@dataclass
-class TrainParts:
-    model: nn.Module  # the trained weights (what checkpoints hold)
-    optimizer: torch.optim.Optimizer
-    scheduler: Schedule
-    scaler: torch.amp.GradScaler
-    train_loader: DeviceLoader
-    val_loader: DeviceLoader
-    views: Views | None = None  # test-time views (augment.tta) for every evaluation
-    ema: EMA | None = None
-    net: nn.Module | None = None  # what training calls: the model, or its torch.compile
-    eval_net: nn.Module | None = None  # what evaluation calls: the EMA or the model, maybe compiled
-    # Called with the epoch's number before each epoch starts or resumes (a transfer run's
-    # backbone unfreezing); a pure function of the epoch, so resuming needs no state for it.
-    before_epoch: Callable[[int], None] | None = None
-
-    def __post_init__(self) -> None:
-        self.net = self.net or self.model
-        self.eval_net = self.eval_net or (self.ema.module if self.ema else self.model)
-
-    @property
-    def eval_model(self) -> nn.Module:
-        """The weights evaluation uses: best.safetensors holds these."""
-        return self.ema.module if self.ema else self.model
 
 
 @dataclass
@@ -97,13 +66,6 @@ class FitState:
         return better
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def fit(
     parts: TrainParts,
     cfg: TrainConfig,
@@ -117,7 +79,6 @@ def fit(
 ) -> FitState:
     """Train until cfg.epochs are done, early stopping, or a stop request; raises DivergedError
     when the loss blows up and rollback is off or used up."""
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     rule = cfg.early_stopping
     stopper = stopper or Stopper()
     while state.epoch < cfg.epochs:
@@ -125,7 +86,7 @@ def fit(
         if parts.before_epoch is not None:
             parts.before_epoch(epoch)
         try:
-            totals = train_epoch(parts, cfg, loss_fn, state, epoch, log_step, stopper)
+            totals = train_epoch(parts, cfg, state, epoch, log_step, stopper)
         except DivergedError as e:
             if (
                 cfg.on_divergence == "stop"
@@ -139,19 +100,7 @@ def fit(
             state.status = stopper.reason()
             checkpoint(state, False)
             return state
-        eval_start = time.perf_counter()
-        val_loss, val_acc = evaluate(parts.eval_net, parts.val_loader, cfg.precision, parts.views)
-        metrics = {
-            "epoch": epoch,
-            "step": state.step,
-            "lr": totals["lr"],
-            "train_loss": totals["train_loss"],
-            "train_acc": totals["train_acc"],
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "seconds": totals["seconds"] + time.perf_counter() - eval_start,
-            "images_per_second": totals["images_per_second"],
-        }
+        metrics = validate(parts, epoch, state.step, totals)
         state.epoch, state.partial = epoch, None
         state.history.append(metrics)
         improved = state.improve(metrics[rule.monitor], rule)
@@ -161,11 +110,30 @@ def fit(
         if rule.patience is not None and state.bad_epochs >= rule.patience:
             state.status = "early_stopped"
             return state
-        if stopper.reason() is not None:  # Ctrl-C during evaluation: this checkpoint resumes
+        if stopper.reason() is not None:  # Ctrl-C or a pruner: this checkpoint resumes
             state.status = stopper.reason()
             return state
     state.status = "completed"
     return state
+
+
+def validate(
+    parts: TrainParts, epoch: int, step: int, totals: dict[str, float]
+) -> dict[str, Any]:
+    """The epoch's row of metrics.jsonl: its training totals and the validation scores."""
+    eval_start = time.perf_counter()
+    val = parts.evaluate(parts.val_loader)
+    return {
+        "epoch": epoch,
+        "step": step,
+        "lr": totals["lr"],
+        "train_loss": totals["train_loss"],
+        "train_acc": totals["train_acc"],
+        "val_loss": val.loss,
+        "val_acc": val.accuracy,
+        "seconds": totals["seconds"] + time.perf_counter() - eval_start,
+        "images_per_second": totals["images_per_second"],
+    }
 
 
 def _roll_back(
@@ -215,7 +183,6 @@ class _Sums:
 def train_epoch(
     parts: TrainParts,
     cfg: TrainConfig,
-    loss_fn: nn.Module,
     state: FitState,
     epoch: int,
     log_step: Callable[[dict[str, Any]], None],
@@ -223,28 +190,19 @@ def train_epoch(
 ) -> dict[str, float] | None:
     """The rest of epoch `epoch` -> its train metrics, or None when `stopper` asked to stop
     (state.partial then holds the sums so far; the loader knows its position)."""
-    optimizer, scaler, loader = parts.optimizer, parts.scaler, parts.train_loader
+    loader = parts.train_loader
     device, batches, accumulate = loader.device, len(loader), cfg.accumulate
     sums = _Sums.resume(state.partial, device)
     parts.model.train()
-    optimizer.zero_grad(set_to_none=True)  # a rolled-back step may have left gradients
     start, lr, seen_before = time.perf_counter(), parts.scheduler.lr, sums.seen
-    for x, y in loader:  # x: (B, C, H, W) float, y: (B,) int64 or (B, K) mixed targets
-        group_start = sums.batch - sums.batch % accumulate
-        group_size = min(accumulate, batches - group_start)  # the last group may be short
-        lr = optimizer.param_groups[0]["lr"]
-        with autocast(device, cfg.precision):
-            logits = parts.net(x)
-        loss = loss_fn(logits.float(), y)
-        scaler.scale(loss / group_size if group_size > 1 else loss).backward()
-        sums.batch += 1
-        _add(sums, loss.detach(), logits.detach(), y)
-        if sums.batch - group_start < group_size:
-            continue
-        optimizer_step(parts, cfg.grad_clip)
-        parts.scheduler.step()
-        if parts.ema is not None:
-            parts.ema.update()
+    batch_iter = iter(loader)  # x: (B, C, H, W) float, y: (B,) int64 or (B, K) mixed targets
+    while sums.batch < batches:
+        # accumulate micro-batches per step; the last group of the epoch may be short
+        size = min(accumulate, batches - sums.batch)
+        lr = parts.optimizer.param_groups[0]["lr"]
+        for loss, logits, y in parts.step(batch_iter, size):
+            _add(sums, loss, logits, y)
+        sums.batch += size
         state.step += 1
         if state.step % LOG_EVERY == 0 or sums.batch == batches:
             value = (sums.window_loss / sums.window_seen).item()  # the sync of this window
@@ -278,16 +236,6 @@ def train_epoch(
     }
 
 
-def optimizer_step(parts: TrainParts, grad_clip: float | None) -> None:
-    """Clip, step, update the fp16 loss scale, clear the gradients for the next step."""
-    if grad_clip is not None:
-        parts.scaler.unscale_(parts.optimizer)  # clip the true gradients, not the scaled ones
-        nn.utils.clip_grad_norm_(parts.model.parameters(), grad_clip)
-    parts.scaler.step(parts.optimizer)
-    parts.scaler.update()
-    parts.optimizer.zero_grad(set_to_none=True)
-
-
 def _add(sums: _Sums, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
     n = len(y)
     sums.loss += loss * n
@@ -306,26 +254,3 @@ def _account(state: FitState, sums: _Sums, start: float, seen_before: int) -> No
     state.train_seconds += stretch
     state.images_seen += sums.seen - seen_before
     sums.seconds += stretch
-
-
-@torch.inference_mode()
-def evaluate(
-    model: nn.Module, loader: DeviceLoader, precision: str, views: Views | None = None
-) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over every image of `loader`; with test-time `views`,
-    of the logits averaged over the views."""
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), device=loader.device)
-    correct = torch.zeros((), device=loader.device, dtype=torch.int64)
-    for x, y in loader:
-        with autocast(loader.device, precision):
-            if views is None:
-                logits = model(x)
-            else:
-                logits = torch.stack([model(v).float() for v in views(x)]).mean(dim=0)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-        correct += (logits.argmax(dim=1) == y).sum()
-    model.train(was_training)
-    n = len(loader.labels)
-    return (loss_sum / n).item(), (correct / n).item()

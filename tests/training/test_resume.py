@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnlab.checkpoint import load_state
 from cnnlab.errors import ConfigError
-from cnnlab.train import experiment
-from cnnlab.train.checkpoint import load_state
-from cnnlab.train.resume import resume
-from cnnlab.train.stop import Stopper
+from cnnlab.training import experiment
+from cnnlab.training.resume import resume
+from cnnlab.training.stop import Stopper
 
 # Deterministic, several epochs of many small steps, exercising every kind of resumable state:
 # augmentation draws from the loader's generator, dropout from the global RNG, EMA, a schedule.

@@ -88,6 +88,7 @@ def _eps(cfg: OptimConfig) -> dict[str, float]:
 
 @OPTIMIZERS.register("sgd")
 def sgd(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """SGD (torch.optim.SGD): optim.momentum, nesterov, dampening, weight_decay."""
     if cfg.nesterov and (cfg.momentum <= 0 or cfg.dampening != 0):
         raise ConfigError("optim.nesterov=true needs optim.momentum > 0 and optim.dampening = 0")
     return torch.optim.SGD(
@@ -102,16 +103,19 @@ def sgd(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
 
 @OPTIMIZERS.register("adam")
 def adam(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """Adam (torch.optim.Adam): optim.betas, eps; weight_decay added to the gradient."""
     return torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas, **_eps(cfg))
 
 
 @OPTIMIZERS.register("adamw")
 def adamw(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW (torch.optim.AdamW): optim.betas, eps, decoupled weight_decay."""
     return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas, **_eps(cfg))
 
 
 @OPTIMIZERS.register("rmsprop")
 def rmsprop(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """RMSprop (torch.optim.RMSprop): optim.alpha, momentum, eps, weight_decay."""
     return torch.optim.RMSprop(
         param_groups(model, cfg), lr=cfg.lr, alpha=cfg.alpha, momentum=cfg.momentum, **_eps(cfg)
     )
@@ -119,11 +123,13 @@ def rmsprop(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
 
 @OPTIMIZERS.register("adagrad")
 def adagrad(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """Adagrad (torch.optim.Adagrad): optim.eps, weight_decay."""
     return torch.optim.Adagrad(param_groups(model, cfg), lr=cfg.lr, **_eps(cfg))
 
 
 @OPTIMIZERS.register("adadelta")
 def adadelta(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """Adadelta (torch.optim.Adadelta): optim.rho, eps, weight_decay; optim.lr scales it."""
     return torch.optim.Adadelta(param_groups(model, cfg), lr=cfg.lr, rho=cfg.rho, **_eps(cfg))
 
 
@@ -137,6 +143,7 @@ def _timm_optim(name: str) -> Any:
 
 @OPTIMIZERS.register("lamb")
 def lamb(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """LAMB (timm.optim.Lamb), layer-wise trust ratios: optim.betas, eps, weight_decay."""
     return _timm_optim("lamb").Lamb(
         param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas, **_eps(cfg)
     )
@@ -144,16 +151,20 @@ def lamb(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
 
 @OPTIMIZERS.register("lion")
 def lion(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """Lion (timm.optim.Lion), the sign of an interpolated momentum: optim.betas, weight_decay."""
     return _timm_optim("lion").Lion(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
 
 
 @OPTIMIZERS.register("muon")
 def muon(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Muon on the weights of hidden conv and linear layers; AdamW on everything else: biases,
-    normalisation weights, embeddings and the classifier (the model's last nn.Linear), as
-    Keller Jordan's MuonWithAuxAdam does. Both halves start at optim.lr x lr_mult: one knob,
-    and lr_mult ("classifier": 0.1, say) tunes the AdamW part where Muon's lr (~0.02) is too
-    high for it. A net without an nn.Linear (a 1x1-conv head) has Muon on its head too."""
+    """Muon on hidden conv and linear weights, AdamW on the rest: optim.momentum, nesterov,
+    betas, eps, weight_decay.
+
+    AdamW takes biases, normalisation weights, embeddings and the classifier (the model's last
+    nn.Linear), as Keller Jordan's MuonWithAuxAdam does. Both halves start at optim.lr x
+    lr_mult: one knob, and lr_mult ("classifier": 0.1, say) tunes the AdamW part where Muon's lr
+    (~0.02) is too high for it. A net without an nn.Linear (a 1x1-conv head) has Muon on its
+    head too."""
     if _muon is None:
         raise ConfigError(
             f"optim.name=muon needs torch.optim.Muon, which torch {torch.__version__} lacks"

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from cnnlab.train.guard import MEDIAN_FLOOR, MIN_RECENT, RECENT, DivergedError, check_loss
+from cnnlab.training.guard import MEDIAN_FLOOR, MIN_RECENT, RECENT, DivergedError, check_loss
 
 
 def test_finite_losses_pass_and_fill_the_running_window():

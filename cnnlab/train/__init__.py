@@ -1,1 +1,0 @@
-"""Training: optimizers, schedules, the loop, checkpoints, the divergence guard, and train()."""

@@ -1,0 +1,250 @@
+"""train(config) -> RunResult: build everything from the config, fit, write the run directory.
+
+Everything that can reject the user's input (data, model, augmentations, optimizer, schedule,
+device) is built before the run directory exists, so a bad config leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from cnnlab import augment, data, models
+from cnnlab.config import Config
+from cnnlab.errors import ConfigError
+from cnnlab.models.transfer import TransferNet
+from cnnlab.track.console import RunConsole
+from cnnlab.track.rundir import RunDir
+from cnnlab.training import finetune, optim, schedule
+from cnnlab.training.device import kernel_mode, resolve_device, seed_everything
+from cnnlab.training.ema import EMA
+from cnnlab.training.guard import DivergedError
+from cnnlab.training.loop import FitState, fit
+from cnnlab.training.record import Recorder
+from cnnlab.training.step import TrainParts
+from cnnlab.training.stop import Stopper
+
+# Per-epoch metrics that early stopping and the plateau schedule may watch.
+EPOCH_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "lr", "images_per_second")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    path: Path
+    status: str  # completed | early_stopped | time_limit | pruned | diverged | interrupted | failed
+    summary: dict[str, Any]
+
+
+class Callback:
+    """What a tracker or a sweep's pruner plugs into a run; every method may be left as is."""
+
+    def on_start(self, run_dir: Path, config: Config) -> None:
+        """The run directory exists and holds config.yaml."""
+
+    def on_epoch(self, metrics: dict[str, Any]) -> str | None:
+        """After each epoch (metrics.jsonl's row); return a status ("pruned") to stop the run
+        after this epoch, with its checkpoint written."""
+        return None
+
+    def on_end(self, run_dir: Path, summary: dict[str, Any]) -> None:
+        """summary.json is written (also after a failure, then with status failed)."""
+
+
+@dataclass
+class Setup:
+    parts: TrainParts
+    bundle: data.DataBundle
+    device: torch.device
+    # A split's images -> what parts.eval_net evaluates (the test split at the end): normalised
+    # images, or a frozen backbone's cached features.
+    test_loader: Callable[[data.ImageSet], data.BatchLoader]
+    notes: list[str] = field(default_factory=list)  # for the run's log, before training
+    feature_seconds: float | None = None  # extracting cached features, outside train_seconds
+
+
+def build(config: Config, device: torch.device) -> Setup:
+    for key, metric in (
+        ("train.early_stopping.monitor", config.train.early_stopping.monitor),
+        ("schedule.monitor", config.schedule.monitor),
+    ):
+        if metric not in EPOCH_METRICS:
+            raise ConfigError(f"{key} = {metric!r}: expected one of {', '.join(EPOCH_METRICS)}")
+    bundle = data.build(config.data)
+    info, cfg = bundle.info, config.train
+    memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+    model = models.build(config, info).to(device=device, memory_format=memory_format)
+    images = partial(eval_loader, config=config, info=info, device=device)
+    before_epoch = None
+    if isinstance(model, TransferNet):
+        optimizer, before_epoch = finetune.prepare(model, config)
+    else:
+        optimizer = optim.build(model, config.optim)
+    ema = EMA(model, cfg.ema) if cfg.ema is not None else None
+    eval_model = ema.module if ema is not None else model
+    net, eval_net, test_loader, notes, feature_seconds = model, eval_model, images, [], None
+    train_loader, val_loader = _train_loader(config, bundle, device), images(bundle.val)
+    if isinstance(model, TransferNet):
+        cache = finetune.cache_features(config, model, eval_model, images(bundle.train), val_loader)
+        if isinstance(cache, str) and config.transfer.freeze:
+            notes.append(f"backbone frozen; features not cached: {cache}")
+        elif not isinstance(cache, str):  # the head alone trains and evaluates, on features
+            train_loader, val_loader = cache.train, cache.val
+            net, eval_net = model.head, eval_model.head
+            test_loader = lambda split: cache.test(images(split))  # noqa: E731
+            notes.append(cache.note)
+            feature_seconds = cache.seconds
+    steps_per_epoch = -(-len(train_loader) // cfg.accumulate)
+    if cfg.compile:
+        net, eval_net = torch.compile(net), torch.compile(eval_net)
+    parts = TrainParts(
+        model=model,
+        net=net,
+        eval_model=eval_model,
+        eval_net=eval_net,
+        optimizer=optimizer,
+        scheduler=schedule.build(optimizer, config.schedule, steps_per_epoch, cfg.epochs),
+        scaler=torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16"),
+        train_loader=train_loader,
+        val_loader=val_loader,
+        cfg=cfg,
+        views=augment.build_views(config.augment.tta),
+        ema=ema,
+        before_epoch=before_epoch,
+    )
+    return Setup(parts, bundle, device, test_loader, notes, feature_seconds)
+
+
+def _train_loader(
+    config: Config, bundle: data.DataBundle, device: torch.device
+) -> data.BatchLoader:
+    """Shuffled, augmented batches of the training split, normalised on `device`."""
+    info = bundle.info
+    return data.make_loader(
+        bundle.train,
+        max_resident_mb=config.data.max_resident_mb,
+        num_workers=config.data.num_workers,
+        batch_size=config.train.batch_size,
+        device=device,
+        mean=info.mean,
+        std=info.std,
+        shuffle=True,
+        seed=config.train.seed,
+        transform=augment.build(config.augment, info.num_classes, info.channels, info.image_size),
+        channels_last=config.train.channels_last,
+    )
+
+
+def eval_loader(
+    images: data.ImageSet,
+    config: Config,
+    info: data.DatasetInfo,
+    device: torch.device,
+    channels_last: bool | None = None,
+) -> data.BatchLoader:
+    """In order, every image, no augmentation: for validation and test. channels_last: None
+    as the config trains."""
+    return data.make_loader(
+        images,
+        max_resident_mb=config.data.max_resident_mb,
+        num_workers=config.data.num_workers,
+        batch_size=config.eval.batch_size,
+        device=device,
+        mean=info.mean,
+        std=info.std,
+        channels_last=config.train.channels_last if channels_last is None else channels_last,
+    )
+
+
+def train(
+    config: Config,
+    terminal: Console | None = None,
+    *,
+    quiet: bool = False,
+    callbacks: Sequence[Callback] = (),
+) -> RunResult:
+    """A new run of `config` in a new run directory. quiet: nothing on the terminal (log.txt
+    and the run directory are written as always)."""
+    device = resolve_device(config.train.device)
+    with kernel_mode(config.train.deterministic):
+        seed_everything(config.train.seed)
+        setup = build(config, device)
+        run_dir = RunDir.create(config.run.dir, config.run.name or default_name(config))
+        return run(config, setup, run_dir, FitState(), console(terminal, quiet), callbacks)
+
+
+def console(terminal: Console | None, quiet: bool) -> Console | None:
+    return Console(quiet=True) if quiet else terminal
+
+
+def default_name(config: Config) -> str:
+    """<data>-<model>, or <data>-from-<backbone> ("digits-from-resnet18")."""
+    from cnnlab.config.names import backbone_label
+
+    backbone = config.model.backbone
+    if backbone is None:
+        return f"{config.data.name}-{config.model.name}"
+    return f"{config.data.name}-from-{backbone_label(backbone).rpartition(':')[2]}"
+
+
+def run(
+    config: Config,
+    setup: Setup,
+    run_dir: RunDir,
+    state: FitState,
+    terminal: Console | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> RunResult:
+    """Fit from `state` (fresh or resumed) in `run_dir`, then write its summary: with a test
+    score when training ended for a reason of its own (a divergence and a second Ctrl-C
+    included), without one after a failure, which is then raised again (a second error while
+    writing that summary is printed, never raised in its place)."""
+    out = RunConsole(run_dir.path / "log.txt", terminal)
+    recorder = Recorder(config, setup, run_dir, out, callbacks)
+    stopper = recorder.stopper = Stopper(
+        config.train.max_minutes,
+        on_request=lambda: out.print("stopping after this step (Ctrl-C again to abort)"),
+    )
+    findings: list[dict[str, str]] = []
+    try:
+        recorder.begin(state)
+        out.start_progress(config.train.epochs, len(setup.parts.train_loader))
+        try:
+            with stopper.catching_ctrl_c():
+                fit(
+                    setup.parts,
+                    config.train,
+                    state,
+                    log_step=recorder.log_step,
+                    log_epoch=recorder.log_epoch,
+                    checkpoint=recorder.checkpoint,
+                    restore=recorder.restore,
+                    stopper=stopper,
+                )
+        except DivergedError as e:
+            state.status = "diverged"
+            findings.append(e.divergence.finding())
+        except KeyboardInterrupt:
+            state.status = "interrupted"  # a second Ctrl-C: last.ckpt of the last epoch stays
+        out.stop_progress()
+        summary = recorder.end(state, findings, test=True)
+    except BaseException as e:
+        out.stop_progress()
+        state.status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        try:
+            recorder.end(state, [], test=False)
+        except Exception as second:  # noqa: BLE001
+            out.print(f"could not write summary.json after the failure: {second}", markup=False)
+        raise
+    finally:
+        out.close()
+        run_dir.close()
+    return RunResult(run_dir.path, state.status, summary)
+
+
+__all__ = ["Callback", "RunResult", "build", "run", "train"]

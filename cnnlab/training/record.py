@@ -1,0 +1,251 @@
+"""What a run writes while it trains and when it ends: the header, checkpoints, per-epoch
+metrics, the summary with its diagnosis, and the console lines; and how last.ckpt is read back.
+
+Recorder's methods are the loop's outward hooks (checkpoint, restore, log_step, log_epoch); the
+trainer (training.experiment) calls begin() before the loop and end() after it.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from cnnlab import models
+from cnnlab.checkpoint import (
+    load_state,
+    load_weights,
+    rng_state,
+    save_state,
+    save_weights,
+    set_rng_state,
+)
+from cnnlab.config import Config, dump_yaml
+from cnnlab.config.names import backbone_label
+from cnnlab.track.console import RunConsole
+from cnnlab.track.diagnose import diagnose
+from cnnlab.track.rundir import RunDir
+from cnnlab.training.device import device_name
+from cnnlab.training.loop import FitState
+from cnnlab.training.step import TrainParts
+from cnnlab.training.stop import Stopper
+
+if TYPE_CHECKING:
+    from cnnlab.training.experiment import Callback, Setup
+
+FASTER_RECIPE = "cpu-fast"  # suggested when a run on the CPU would take long
+LONG_ON_CPU_S = 600.0  # estimated training time above which the suggestion is printed
+
+
+class Recorder:
+    def __init__(
+        self,
+        config: Config,
+        setup: Setup,
+        run: RunDir,
+        out: RunConsole,
+        callbacks: Sequence[Callback] = (),
+    ):
+        self.config, self.setup, self.run, self.out = config, setup, run, out
+        self.callbacks = list(callbacks)
+        self.stopper: Stopper | None = None  # where a callback's stop request goes
+        self._hinted = False
+
+    @property
+    def parts(self) -> TrainParts:
+        return self.setup.parts
+
+    def begin(self, state: FitState) -> None:
+        """config.yaml, model.txt and the header; the first checkpoint of a fresh run."""
+        config, setup, info = self.config, self.setup, self.setup.bundle.info
+        self.run.write_text("config.yaml", dump_yaml(config))
+        shape = (info.channels, *info.image_size)
+        self.run.write_text("model.txt", models.summarize(self.parts.model, shape).table() + "\n")
+        if state.epoch or state.partial:
+            self.out.print(
+                f"resuming after epoch {state.epoch}, step {state.step}", highlight=False
+            )
+        self.out.print(
+            f"{info.name}: {len(setup.bundle.train)} train / {len(setup.bundle.val)} val images, "
+            f"{info.num_classes} classes, {info.channels}×{info.image_size[0]}×{info.image_size[1]}"
+            f" | {model_label(config)} | {config.optim.name} lr {config.optim.lr:g} | "
+            f"{device_name(setup.device)}",
+            highlight=False,
+        )
+        for note in setup.notes:
+            self.out.print(note, highlight=False)
+        if setup.bundle.skipped:
+            self.out.print(
+                f"skipped {len(setup.bundle.skipped)} unreadable image file(s); "
+                "listed in log.txt and summary.json (data.on_bad_file=error stops instead)",
+                highlight=False,
+            )
+            self.out.log_only("\n".join(f"  skipped {line}" for line in setup.bundle.skipped))
+        for callback in self.callbacks:
+            callback.on_start(self.run.path, config)
+        if state.epoch == 0 and state.partial is None:
+            self.checkpoint(state, False)  # what a rollback or a resume in epoch 1 goes back to
+
+    def checkpoint(self, state: FitState, improved: bool) -> None:
+        if improved:
+            about = {"config": self.config.to_dict(), "data": self.setup.bundle.info.record()}
+            save_weights(self.parts.eval_model, self.run.checkpoints / "best.safetensors", about)
+        save_state(resume_state(self.config, self.setup, state), self.run.checkpoints / "last.ckpt")
+
+    def restore(self, state: FitState) -> None:
+        """Back to last.ckpt (the divergence guard's rollback)."""
+        saved = load_state(self.run.checkpoints / "last.ckpt")
+        load_resume_state(self.parts, saved)
+        state.load(saved["fit"])
+        self.run.rewrite_metrics(state.history)
+
+    def log_step(self, info: dict[str, Any]) -> None:
+        self.out.step(info)
+        if not self._hinted and self.setup.device.type == "cpu":
+            self._hinted = True  # judged once, at the first logging point
+            self._suggest_faster(info)
+
+    def log_epoch(self, metrics: dict[str, Any]) -> None:
+        self.run.log_epoch(metrics)
+        self.out.epoch(metrics)
+        for callback in self.callbacks:
+            status = callback.on_epoch(metrics)
+            if status is not None and self.stopper is not None:
+                self.stopper.request(status)
+
+    def _suggest_faster(self, info: dict[str, Any]) -> None:
+        """A CPU run estimated to train for long: name the recipe made for CPUs."""
+        loader, cfg = self.parts.train_loader, self.config.train
+        images = cfg.epochs * len(loader) * loader.batch_size
+        estimate = images / max(info["images_per_second"], 1e-9)
+        if estimate > LONG_ON_CPU_S and self.config.recipe != FASTER_RECIPE:
+            self.out.print(
+                f"this run will train for about {estimate / 60:.0f} min on the CPU"
+                f" ({info['images_per_second']:,.0f} images/s); recipe={FASTER_RECIPE} is made"
+                " for CPUs (cnnlab config show recipe=cpu-fast)",
+                highlight=False,
+            )
+
+    def end(self, state: FitState, findings: list[dict[str, str]], test: bool) -> dict[str, Any]:
+        """Diagnose, score the test split (`test`: not after a failure), write summary.json,
+        print the end-of-run table and the run's path."""
+        rule = self.config.train.early_stopping
+        findings = [
+            *state.events,
+            *findings,
+            *diagnose(
+                state.history,
+                status=state.status,
+                num_classes=self.setup.bundle.info.num_classes,
+                early_stopping_patience=rule.patience,
+                monitor=rule.monitor,
+                mode=rule.mode,
+                transfer=self.config.model.backbone is not None,
+            ),
+        ]
+        test_acc = self.test_accuracy() if test and state.history else None
+        summary = make_summary(self.config, self.setup, state, findings, test_acc)
+        self.run.write_summary(summary)
+        self.out.final_table(summary)
+        if state.status in ("interrupted", "time_limit"):
+            self.out.print(
+                f"resume with: cnnlab train --resume {self.run.path}",
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
+            )
+        self.out.print(f"run: {self.run.path}", soft_wrap=True, highlight=False, markup=False)
+        for callback in self.callbacks:
+            callback.on_end(self.run.path, summary)
+        return summary
+
+    def test_accuracy(self) -> float | None:
+        """Accuracy of the best checkpoint on the dataset's own test split, when it has one."""
+        test, setup = self.setup.bundle.test, self.setup
+        best = self.run.checkpoints / "best.safetensors"
+        if test is None or not best.exists():
+            return None
+        setup.parts.eval_model.load_state_dict(load_weights(best))
+        return setup.parts.evaluate(setup.test_loader(test)).accuracy
+
+
+def model_label(config: Config) -> str:
+    backbone = config.model.backbone
+    return config.model.name if backbone is None else f"from {backbone_label(backbone)}"
+
+
+def resume_state(config: Config, setup: Setup, state: FitState) -> dict[str, Any]:
+    """Everything needed to continue this run bit-exactly after the current epoch."""
+    parts = setup.parts
+    return {
+        "config": config.to_dict(),
+        "fit": state.to_dict(),
+        "model": parts.model.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(),
+        "scaler": parts.scaler.state_dict(),
+        "ema": parts.ema.state_dict() if parts.ema is not None else None,
+        "data": setup.bundle.info.record(),
+        "train_loader": parts.train_loader.state_dict(),
+        "rng": rng_state(),
+    }
+
+
+def load_resume_state(parts: TrainParts, saved: dict[str, Any]) -> None:
+    """Put everything resume_state() saved back into freshly built parts."""
+    parts.model.load_state_dict(saved["model"])
+    parts.optimizer.load_state_dict(saved["optimizer"])
+    parts.scheduler.load_state_dict(saved["scheduler"])
+    parts.scaler.load_state_dict(saved["scaler"])
+    if parts.ema is not None:
+        parts.ema.load_state_dict(saved["ema"])
+    parts.train_loader.load_state_dict(saved["train_loader"])
+    set_rng_state(saved["rng"])
+
+
+def make_summary(
+    config: Config,
+    setup: Setup,
+    state: FitState,
+    diagnosis: list[dict[str, str]],
+    test_acc: float | None,
+) -> dict[str, Any]:
+    history = state.history
+    val_accs = [m["val_acc"] for m in history]
+    return {
+        "status": state.status,
+        "best_val_acc": max(val_accs) if val_accs else None,
+        "final_val_acc": val_accs[-1] if val_accs else None,
+        "test_acc": test_acc,
+        "best_epoch": state.best_epoch,
+        "monitor": config.train.early_stopping.monitor,
+        "best_monitor_value": state.best,
+        "epochs_run": state.epoch,
+        "steps": state.step,
+        "train_seconds": round(state.train_seconds, 3),
+        "images_per_second": state.images_seen / state.train_seconds if state.train_seconds else 0,
+        "device": device_name(setup.device),
+        "loader": type(setup.parts.train_loader).__name__,  # StreamLoader: over max_resident_mb
+        "data": setup.bundle.info.record(),  # what reusing the model as a backbone needs
+        **({"feature_seconds": round(setup.feature_seconds, 3)} if setup.feature_seconds else {}),
+        "versions": {
+            "cnnlab": version(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+        "rollbacks": state.rollbacks,
+        "diagnosis": diagnosis,
+        "skipped_files": list(setup.bundle.skipped),
+    }
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("cnnlab")
+    except PackageNotFoundError:
+        return "unknown"
