@@ -76,16 +76,13 @@ class Row:
 
 
 def row_labels(rows: list[Row]) -> list[Label]:
-    """Legend entries: the keys that differ between rows; the seed is no difference when
-    some row is a group of seeds."""
-    ignore = NOT_THE_EXPERIMENT if any(len(r.runs) > 1 for r in rows) else IGNORED_KEYS
-    return config_labels([r.config for r in rows], [r.name for r in rows], ignore)
+    """Legend entries and group headings: the keys that differ between rows."""
+    return config_labels([r.config for r in rows], [r.name for r in rows], _not_compared(rows))
 
 
 def comparison(rows: list[Row]) -> str:
     """The table, what its highlight means, and (for two rows or more) the overlaid curves."""
-    ignore = NOT_THE_EXPERIMENT if any(len(r.runs) > 1 for r in rows) else IGNORED_KEYS
-    keys = differing_keys([r.config for r in rows], ignore)
+    keys = differing_keys([r.config for r in rows], _not_compared(rows))
     best = best_rows(rows)
     # Results before the differing keys: a long value (a model.layers list) must not push them
     # off the page; long values are cut, with the whole value in the cell's tooltip.
@@ -145,6 +142,12 @@ def overlay(rows: list[Row]) -> str:
         for i, (row, label) in enumerate(zip(rows, labels, strict=True))
     )
     return f"<div class=charts>{charts}</div><ul class=legend>{entries}</ul>"
+
+
+def _not_compared(rows: list[Row]) -> tuple[str, ...]:
+    """Config keys that are no difference between rows: names, and the seed once rows are
+    groups that span seeds."""
+    return NOT_THE_EXPERIMENT if any(len(r.runs) > 1 for r in rows) else IGNORED_KEYS
 
 
 def _td(html: str, css_class: str = "") -> str:

@@ -66,8 +66,7 @@ class RunConsole:
 
     def start_progress(self, epochs: int, steps_per_epoch: int, done_steps: int = 0) -> None:
         if not self.live:
-            now = self._clock()
-            self._plain = _PlainProgress(epochs, epochs * steps_per_epoch, done_steps, now, now)
+            self._plain = _PlainProgress(epochs, epochs * steps_per_epoch, last=self._clock())
             return
         self._progress = Progress(
             TextColumn("epoch {task.fields[epoch]}/" + str(epochs)),
@@ -105,12 +104,10 @@ class RunConsole:
                 speed=f"{info['images_per_second']:,.0f}",
             )
         elif self._plain is not None:
-            now = self._clock()
-            if now - self._plain.last >= self.PLAIN_EVERY:
-                self._plain.last = now
+            line = self._plain.report(info, self._clock(), self.PLAIN_EVERY)
+            if line is not None:
                 # Onto the terminal only, like the live bar: log.txt keeps what a run concluded
                 # (epoch lines, the table), the same whether or not stdout was a terminal.
-                line = self._plain.line(info, now)
                 self.terminal.print(line, soft_wrap=True, highlight=False, markup=False)
 
     def epoch(self, m: dict[str, Any]) -> None:
@@ -160,20 +157,28 @@ class RunConsole:
 
 @dataclass
 class _PlainProgress:
-    """Where a run stood at the last plain progress line; times in seconds of the clock."""
+    """The plain stand-in for the bar; times in seconds of the console's clock."""
 
     epochs: int
     total: int  # steps of the whole run
-    first_step: int  # the step it started (or resumed) from
-    started: float
-    last: float  # when the last line was printed
+    last: float  # when the last line was printed (or the progress started)
+    # The first reported (step, time): the pace is measured from there, so that neither the
+    # start-up nor the steps before a resume count.
+    first: tuple[int, float] | None = None
 
-    def line(self, info: dict[str, Any], now: float) -> str:
-        step, done = info["step"], info["step"] - self.first_step
-        # The pace so far, evaluation included, is the best guess of the remaining time.
+    def report(self, info: dict[str, Any], now: float, every: float) -> str | None:
+        """The progress line, once `every` seconds have passed since the last one."""
+        if self.first is None:
+            self.first = (info["step"], now)
+        if now - self.last < every:
+            return None
+        self.last = now
+        step, (step0, time0) = info["step"], self.first
         eta = "-"
-        if done > 0:
-            eta = str(timedelta(seconds=round((self.total - step) * (now - self.started) / done)))
+        if step > step0:
+            eta = str(
+                timedelta(seconds=round((self.total - step) * (now - time0) / (step - step0)))
+            )
         return (
             f"epoch {info['epoch']}/{self.epochs}  step {step}/{self.total}  "
             f"loss {info['loss']:.4f}  lr {info['lr']:.2e}  "

@@ -53,10 +53,11 @@ def test_piped_output_gets_a_plain_progress_line_every_30_s(tmp_path):
     console.stop_progress()
     console.close()
     lines = out.getvalue().splitlines()
-    # at 30 s: 50 of 200 steps in 30 s, so 150 more take 90 s
+    # the pace from the first report (step 10 at 5 s): at 30 s, 40 steps in 25 s, so the 150
+    # steps left take 94 s; at 60.5 s, 80 steps in 55.5 s, 110 left: 76 s
     assert lines == [
-        "epoch 1/2  step 50/200  loss 0.6123  lr 2.00e-03  1,234 img/s  ETA 0:01:30",
-        "epoch 1/2  step 90/200  loss 0.6123  lr 2.00e-03  1,234 img/s  ETA 0:01:14",
+        "epoch 1/2  step 50/200  loss 0.6123  lr 2.00e-03  1,234 img/s  ETA 0:01:34",
+        "epoch 1/2  step 90/200  loss 0.6123  lr 2.00e-03  1,234 img/s  ETA 0:01:16",
     ]
     assert RunConsole.PLAIN_EVERY == 30.0
     assert (tmp_path / "log.txt").read_text() == ""  # the live bar's stand-in stays out of it
@@ -66,8 +67,10 @@ def test_a_resumed_run_estimates_from_its_own_steps(tmp_path):
     clock = Clock()
     console, out = piped(tmp_path, clock)
     console.start_progress(epochs=4, steps_per_epoch=100, done_steps=200)
-    clock.now += 40
-    console.step(STEP | {"epoch": 3, "step": 240})
+    clock.now += 10
+    console.step(STEP | {"epoch": 3, "step": 210})  # the first report after the resume
+    clock.now += 30
+    console.step(STEP | {"epoch": 3, "step": 240})  # 30 steps in 30 s, 160 left
     assert (
         out.getvalue()
         .strip()
