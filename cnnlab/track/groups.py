@@ -48,9 +48,13 @@ class Stats:
     def to_dict(self) -> dict[str, float | int | None]:
         return {"mean": self.mean, "std": self.std, "min": self.min, "max": self.max, "n": self.n}
 
-    def format(self, percent: bool = False) -> str:
-        """'91.62 ± 0.21 % (n=5)', or '0.3120 ± 0.0040 (n=5)'."""
-        scale, unit, digits = (100.0, " %", 2) if percent else (1.0, "", 4)
+    def format(self, percent: bool = False, digits: int | None = None, unit: str = "") -> str:
+        """'91.62 ± 0.21 % (n=5)', or '0.3120 ± 0.0040 (n=5)'; `digits` and `unit` for other
+        quantities ('12.3 ± 0.4 s (n=5)')."""
+        if percent:
+            scale, unit, digits = 100.0, " %", 2
+        else:
+            scale, unit, digits = 1.0, unit and f" {unit}", 4 if digits is None else digits
         mean = f"{self.mean * scale:.{digits}f}"
         spread = "" if self.std is None else f" ± {self.std * scale:.{digits}f}"
         return f"{mean}{spread}{unit} (n={self.n})"

@@ -16,7 +16,7 @@ from cnnlab.augment.tta import build_views
 from cnnlab.cli import main
 from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
-from cnnlab.report import html
+from cnnlab.report.results import result_sections
 from cnnlab.training.experiment import train
 from cnnlab.training.step import score
 
@@ -137,7 +137,8 @@ def test_files_in_the_run_directory(trained, val, tmp_path):
     paths = write(val, tmp_path)
     names = ["eval-val.json", "confusion.csv", "confusion.png", "worst-val.png"]
     assert [p.name for p in paths] == names and all(p.is_file() for p in paths)
-    assert (html.CONFUSION_CSV, html.CONFUSION_PNG) == ("confusion.csv", "confusion.png")
+    shown = "".join(result_sections(tmp_path))  # the report embeds what eval wrote
+    assert "<h4>Confusion matrix" in shown and "<table>" in shown and "data:image/png" in shown
     rows = list(csv.reader((tmp_path / "confusion.csv").read_text().splitlines()))
     classes = list(trained[1].info.classes)
     assert rows[0] == ["true\\pred", *classes] and [r[0] for r in rows[1:]] == classes

@@ -76,13 +76,15 @@ def test_one_run_page_has_numbers_charts_config_and_model(sweep):
     summary = json.loads((real / "summary.json").read_text())
     assert best_acc_text(real) in page
     assert f"{summary['final_val_acc']:.2%}" in page and summary["device"] in page
-    assert "completed" in page and "no findings" in page
+    assert "completed" in page
+    # 3 epochs: judged, but too short for the trend rules, which the page says as a note
+    assert "<li class=note><b>too_short</b>: only 3 epochs (completed)" in page
     images = PNG_URI.findall(page)
-    assert len(images) == 4  # loss and accuracy, each linear and log
+    assert len(images) == 3  # loss linear and log, accuracy linear: no log axis of accuracy
     for data in images:
         rgb = pixels(base64.b64decode(data))
         assert rgb.shape[0] > 200 and rgb.std() > 20, "blank chart"
-    assert "loss (log scale)" in page and "accuracy (linear scale)" in page
+    assert "loss (log scale)" in page and "accuracy" in page and "accuracy (log" not in page
     assert "optim:\n  name: adam" in page  # config.yaml verbatim
     assert "total params:" in page and "BatchNorm2d" in page  # model.txt
     assert "http://" not in page and "https://" not in page
@@ -97,7 +99,7 @@ def test_user_text_is_escaped(run_copy):
     assert "&lt;i&gt;x&lt;/i&gt;" in page and "no findings" not in page
 
 
-def test_several_runs_get_a_comparison_table(sweep, tmp_path):
+def test_several_runs_get_a_comparison_table(sweep, tmp_path, tables):
     _, real, other = sweep
     out = write_report([real, other], tmp_path / "cmp.html")
     page = out.read_text()
@@ -109,7 +111,36 @@ def test_several_runs_get_a_comparison_table(sweep, tmp_path):
     assert real.name in best_row and best_acc_text(real) in best_row
     assert "50.00%" in table and "40.00%" in table  # the edited copy's accuracies
     assert page.count("<details open>") == 2  # few runs: unfolded
-    assert len(PNG_URI.findall(page)) == 2 + 2 * 4  # overlays + each run's charts
+    assert len(PNG_URI.findall(page)) == 2 + 2 * 3  # overlays + each run's charts
+    # one legend for both overlays, each entry with what differs on hover
+    legend = re.findall(
+        r'<li title="([^"]*)"><span class=swatch[^>]*></span><a [^>]*>([^<]*)</a>', page
+    )
+    assert legend == [("optim.lr=0.003", "optim.lr=0.003"), ("optim.lr=0.01", "optim.lr=0.01")]
+    (compared,) = [t for t in tables(page) if t.css_class == "runs"]
+    assert compared.column("run") == [real.name, other.name]
+
+
+def test_best_is_highlighted_within_each_dataset(sweep, tmp_path, tables):
+    _, real, other = sweep
+    runs = [copy_run(real, tmp_path / name) for name in ("d1", "d2", "f1", "f2", "c1")]
+    for run, data, acc in zip(
+        runs,
+        ["digits", "digits", "fashion-mnist", "fashion-mnist", "cifar10"],
+        [0.70, 0.60, 0.95, 0.90, 0.99],
+        strict=True,
+    ):
+        edit_yaml(
+            run / "config.yaml",
+            lambda c, data=data, acc=acc: c["data"].update(name=data) or c["optim"].update(lr=acc),
+        )
+        edit_summary(run, best_val_acc=acc)
+    page = write_report(runs, tmp_path / "datasets.html").read_text()
+    (compared,) = [t for t in tables(page) if t.css_class == "runs"]
+    best = [cells[0] for css, cells in compared.rows if css == "best"]
+    # the best of each dataset with two runs; the lone cifar10 run has nothing to beat
+    assert best == ["d1", "f1"]
+    assert "among the runs on the same dataset (data.name)" in page
 
 
 def test_a_sweep_folder_lists_its_runs(sweep, tmp_path, monkeypatch):
@@ -123,14 +154,52 @@ def test_a_sweep_folder_lists_its_runs(sweep, tmp_path, monkeypatch):
     assert write_report([root, real], tmp_path / "b.html").read_text().count("<details") == 2
 
 
-def test_confusion_and_robustness_files_become_tables(run_copy):
+def test_confusion_and_robustness_files_become_tables(run_copy, tables):
     (run_copy / CONFUSION_CSV).write_text("true\\pred,cat,dog\ncat,9,1\ndog,2,8\n")
-    (run_copy / ROBUSTNESS_CSV).write_text("corruption,severity,acc\nnoise,3,0.71\n")
+    (run_copy / ROBUSTNESS_CSV).write_text(
+        "corruption,1,2,mean\nnoise,0.9,0.71,0.805\nclean,0.95,0.95,0.95\n"
+        "mean corruption error,0.1,0.29,0.195\n"
+    )
     page = write_report([run_copy]).read_text()
     assert "<h4>Confusion matrix</h4>" in page and "<h4>Robustness</h4>" in page
     assert "<th>true\\pred</th><th>cat</th><th>dog</th>" in page
-    assert "<th>cat</th><td class=num>9</td>" in page
-    assert "<th>noise</th><td class=num>3</td><td class=num>0.71</td>" in page
+    assert "<th>cat</th><td class=num>9</td>" in page  # counts stay counts
+    # fractions in the CSV, percentages on the page as in the CLI and robustness.md
+    robustness = next(t for t in tables(page) if t.rows[0][1][0] == "corruption")
+    assert robustness.row("noise")[1] == ["noise", "90.00", "71.00", "80.50"]
+    assert robustness.row("mean corruption error")[1][1:] == ["10.00", "29.00", "19.50"]
+    assert robustness.rows[0][1] == ["corruption", "1", "2", "mean"]
+
+
+def test_every_confusion_and_robustness_output_is_shown_by_what_made_it(run_copy):
+    """eval and robustness name their outputs by split and subset (confusion-test.csv,
+    robustness-noise.csv); the report shows each, next to today's names."""
+    png = pixels_png()
+    for name in ("confusion", "confusion-test", "confusion-val-tta"):
+        (run_copy / f"{name}.csv").write_text(f"true\\pred,a,b\na,{len(name)},0\nb,0,1\n")
+    (run_copy / "confusion-val-tta.png").write_bytes(png)
+    (run_copy / "robustness-noise.csv").write_text("corruption,1,mean\nnoise,0.5,0.5\n")
+    (run_copy / "robustness-noise.png").write_bytes(png)
+    (run_copy / "robustness.png").write_bytes(png)  # a chart without its table
+    page = write_report([run_copy]).read_text()
+    headings = re.findall(r"<h4>((?:Confusion|Robustness)[^<]*)</h4>", page)
+    assert headings == [
+        "Confusion matrix",
+        "Confusion matrix (test)",
+        "Confusion matrix (val-tta)",
+        "Robustness",
+        "Robustness (noise)",
+    ]
+    for name in ("confusion", "confusion-test", "confusion-val-tta"):
+        assert f"<th>a</th><td class=num>{len(name)}</td>" in page
+    assert "<th>noise</th><td class=num>50.00</td>" in page
+    assert len(PNG_URI.findall(page)) == 3 + 3  # the run's charts + the three result images
+
+
+def pixels_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_a_run_still_going_has_a_page_too(run_copy):
@@ -215,4 +284,33 @@ def test_page_renders_in_chromium(sweep, tmp_path):
     assert dom.returncode == 0 and page_errors(dom.stderr, page) == []
     text = dom.stdout
     assert "<th>optim.lr</th>" in text and best_acc_text(real) in text
-    assert text.count('src="data:image/png;base64,') == 10
+    assert text.count('src="data:image/png;base64,') == 8
+
+
+def test_a_wide_comparison_fits_1200_px_and_scrolls_in_its_own_box(sweep, tmp_path):
+    """Many differing keys with long values: the page stays 1,200 px wide (the table scrolls
+    inside its box, long cells are cut with the whole value on hover)."""
+    _, real, _ = sweep
+
+    def differ(config, i):
+        config["optim"].update(lr=0.001 * (i + 1), weight_decay=1e-4 * i, momentum=0.5 + i / 10)
+        config["model"].update(layers=[f"conv({16 * (k + i)}, 3)" for k in range(8)], width=8 + i)
+        config["data"].update(root=f"/a/very/long/path/to/some/images/of/mine/{i}" * 2)
+        config["train"].update(batch_size=64 + i, label_smoothing=0.05 * i, seed=i)
+
+    runs = [copy_run(real, tmp_path / f"run-with-a-rather-long-name-{i}") for i in range(3)]
+    for i, run in enumerate(runs):
+        edit_yaml(run / "config.yaml", lambda c, i=i: differ(c, i))
+    page = write_report(runs, tmp_path / "wide.html")
+    assert '<span title="[&#x27;conv(16, 3)&#x27;, ' in page.read_text()  # cut, whole on hover
+    # The page itself has no script; a copy of it measures the layout in the browser.
+    probe = tmp_path / "probe.html"
+    measure = (
+        "<script>const box = document.querySelector('table.runs').parentElement;"
+        "document.title = document.documentElement.scrollWidth + ' ' + box.clientWidth;</script>"
+    )
+    probe.write_text(page.read_text().replace("</body>", measure + "</body>"))
+    dom = headless(probe, tmp_path, "--dump-dom", "--window-size=1200,2400")
+    assert dom.returncode == 0 and page_errors(dom.stderr, probe) == []
+    page_width, box = map(int, re.search(r"<title>(\d+) (\d+)</title>", dom.stdout).groups())
+    assert page_width <= 1200 and box <= 1100  # the body's max-width

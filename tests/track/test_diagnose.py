@@ -323,10 +323,41 @@ def test_healthy_runs_raise_no_alarm(seed):
 
 @pytest.mark.parametrize("n", [0, 1, 2])
 @pytest.mark.parametrize("status", ["completed", "early_stopped", "time_limit", "diverged"])
-def test_short_histories_give_no_findings(n, status):
+def test_short_histories_give_no_verdict_but_say_what_they_are_too_short_for(n, status):
     # The first epochs of even a wild run: a big gap, a rising val loss, a low accuracy.
     rows = history([2.5, 0.5], [0.4, 1.2], train_acc=[0.3, 0.9], val_acc=[0.7, 0.4])[:n]
-    assert diagnose(rows, status=status, num_classes=10, early_stopping_patience=1) == []
+    found = diagnose(rows, status=status, num_classes=10, early_stopping_patience=1)
+    if n == 0 or status == "diverged":  # nothing finished, or the guard's finding says why
+        assert found == []
+        return
+    f = only(found, "too_short")
+    assert len(found) == 1 and set(f) == {"kind", "epochs", "message", "advice"}
+    assert (
+        f"only {n} epoch" in f["message"] and "only non-finite values were checked" in f["message"]
+    )
+    assert "instability, lr_too_large" in f["message"] and "3 epochs" in f["message"]
+    assert ("still_improving" in f["message"]) == (status == "completed")  # judged only there
+    assert {
+        "completed": "train.epochs=4",
+        "early_stopped": "train.early_stopping.patience",
+        "time_limit": "train.max_minutes",
+    }[status] in f["advice"]
+
+
+def test_three_epochs_are_judged_but_the_trend_rules_need_four():
+    train = [2.0, 1.0, 0.6]
+    assert kinds(diagnose(history(train), status="completed")) == ["too_short"]
+    f = diagnose(history(train), status="completed")[0]
+    assert f["message"] == (
+        "only 3 epochs (completed): lr_too_small and still_improving need 4 epochs"
+    )
+    assert f["epochs"] == "1-3" and "train.epochs=4" in f["advice"]
+    # the rules that can judge 3 epochs still do, the note comes last
+    gap = diagnose(
+        history(train, train_acc=[0.6, 0.9, 1.0], val_acc=[0.5, 0.6, 0.7]), status="completed"
+    )
+    assert kinds(gap) == ["overfitting", "too_short"]
+    assert diagnose(history(train + [0.5]), status="completed") == []
 
 
 def test_missing_keys_none_and_junk_are_skipped():

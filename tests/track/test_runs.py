@@ -353,17 +353,3 @@ def test_export_parquet_without_pyarrow_is_one_line(root, tmp_path, capsys, monk
     out = tmp_path / "x.parquet"
     assert main(["runs", "export", "--root", str(root), "-o", str(out)]) == 2
     assert "pip install pyarrow" in capsys.readouterr().err and not out.exists()
-
-
-def test_plot_labels_stay_short_when_configs_differ_in_long_values(tmp_path):
-    from cnnlab.track.curves import run_labels
-    from cnnlab.track.registry import Run
-
-    layers = [f"conv({16 * i}, 3, bias=False)" for i in range(1, 9)]
-    runs = [
-        Run(tmp_path / "a", {"model": {"layers": layers}, "optim": {"lr": 0.1}}, {}, []),
-        Run(tmp_path / "b", {"model": {"layers": layers[:2]}, "optim": {"lr": 0.2}}, {}, []),
-    ]
-    labels = run_labels(runs)
-    assert all(len(label) <= 80 for label in labels)
-    assert labels[0] == "model.layers=['conv(16, 3, bias=Fals… optim.lr=0.1"

@@ -13,7 +13,9 @@ progress (early stopping that cut a run still improving, a run still improving a
 with its thresholds; history holds the view over the metric rows they share. The thresholds are
 conservative on purpose: a healthy run (loss falling with some noise, a plateau at the end, a
 train/val gap of a few points) must produce no finding, and no rule but the non-finite check
-judges fewer than MIN_EPOCHS epochs, whose curves are mostly the fast fall of the start. The
+judges fewer than MIN_EPOCHS epochs, whose curves are mostly the fast fall of the start. A
+finished run too short for some rules gets a "too_short" finding that names them and the epochs
+they need (EPOCHS_NEEDED): an empty diagnosis means the rules looked and found nothing. The
 history is epoch-level (means over an epoch), so these rules see trends the step-level guard
 cannot and miss single-batch events it catches.
 """
@@ -23,12 +25,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cnnlab.track.diagnose.fitting import _lr_too_small, _overfitting, _underfitting
-from cnnlab.track.diagnose.history import MIN_EPOCHS, Finding, _Run
-from cnnlab.track.diagnose.progress import _still_improving, _stopped_early
+from cnnlab.track.diagnose.fitting import (
+    SLOW_MIN_EPOCHS,
+    _lr_too_small,
+    _overfitting,
+    _underfitting,
+)
+from cnnlab.track.diagnose.history import MIN_EPOCHS, Finding, _finding, _History, _span
+from cnnlab.track.diagnose.progress import TREND_MIN_POINTS, _still_improving, _stopped_early
 from cnnlab.track.diagnose.stability import _instability, _lr_too_large, _non_finite
 
-__all__ = ["KEYS", "MIN_EPOCHS", "RULES", "SEVERITY", "Finding", "diagnose"]
+__all__ = ["EPOCHS_NEEDED", "KEYS", "MIN_EPOCHS", "RULES", "SEVERITY", "Finding", "diagnose"]
 
 SEVERITY = (
     "diverged",
@@ -39,11 +46,12 @@ SEVERITY = (
     "lr_too_small",
     "stopped_early",
     "still_improving",
+    "too_short",
 )
 
 KEYS = ("lr", "train_loss", "train_acc", "val_loss", "val_acc")
 
-RULES: tuple[Callable[[_Run], Finding | None], ...] = (
+RULES: tuple[Callable[[_History], Finding | None], ...] = (
     _instability,
     _lr_too_large,
     _overfitting,
@@ -52,6 +60,20 @@ RULES: tuple[Callable[[_Run], Finding | None], ...] = (
     _stopped_early,
     _still_improving,
 )
+
+
+# The fewest epochs each rule judges, and the statuses it judges (None: any). stopped_early is
+# left out: it needs 2 x its trend window, and an early stop is short by the user's choice.
+EPOCHS_NEEDED: dict[str, tuple[int, tuple[str, ...] | None]] = {
+    "instability": (MIN_EPOCHS, None),
+    "lr_too_large": (MIN_EPOCHS, None),
+    "overfitting": (MIN_EPOCHS, None),
+    "underfitting": (MIN_EPOCHS, ("completed", "early_stopped")),
+    "lr_too_small": (SLOW_MIN_EPOCHS, ("completed", "early_stopped")),
+    "still_improving": (TREND_MIN_POINTS, ("completed",)),
+}
+# Statuses of a run that ended as planned: a diverged, failed or interrupted run has its reason.
+FINISHED = ("completed", "early_stopped", "time_limit")
 
 
 def diagnose(
@@ -70,18 +92,18 @@ def diagnose(
     best.safetensors); `transfer`: a head on a backbone, whose advice names transfer.* keys.
     Missing keys, None and non-numbers are skipped; epochs from the first non-finite loss or
     accuracy on are left out after a "diverged" finding about it."""
-    run = _Run.of(history, tuple(dict.fromkeys((*KEYS, monitor))))
-    run.status, run.num_classes, run.patience = status, num_classes, early_stopping_patience
-    run.monitor, run.mode = monitor, "min" if mode == "min" else "max"
-    run.transfer = transfer
-    if not run.points(monitor):  # an unknown monitor: judge val_acc instead
-        run.monitor, run.mode = "val_acc", "max"
+    hist = _History.of(history, tuple(dict.fromkeys((*KEYS, monitor))))
+    hist.status, hist.num_classes, hist.patience = status, num_classes, early_stopping_patience
+    hist.monitor, hist.mode = monitor, "min" if mode == "min" else "max"
+    hist.transfer = transfer
+    if not hist.points(monitor):  # an unknown monitor: judge val_acc instead
+        hist.monitor, hist.mode = "val_acc", "max"
     findings = []
-    bad = _non_finite(run)
+    bad = _non_finite(hist)
     if bad is not None:
         findings.append(bad)
-    for rule in RULES:
-        found = rule(run)
+    for rule in (*RULES, _too_short):
+        found = rule(hist)
         if found is not None:
             findings.append(found)
     kinds = {f["kind"] for f in findings}
@@ -92,3 +114,34 @@ def diagnose(
     elif "lr_too_small" in kinds:
         findings = [f for f in findings if f["kind"] != "underfitting"]
     return sorted(findings, key=lambda f: SEVERITY.index(f["kind"]))
+
+
+def _too_short(hist: _History) -> Finding | None:
+    """Which rules a finished run of too few epochs could not judge, and how many it needs."""
+    n = len(hist)
+    missed: dict[int, list[str]] = {}
+    for kind, (need, statuses) in EPOCHS_NEEDED.items():
+        if n < need and (statuses is None or hist.status in statuses):
+            missed.setdefault(need, []).append(kind)
+    if n == 0 or hist.status not in FINISHED or not missed:
+        return None
+    (first, kinds), *more = sorted(missed.items())
+    verb = "needs" if len(kinds) == 1 else "need"
+    parts = [f"{_and(kinds)} {verb} {first} epochs"]
+    parts += [f"{_and(kinds)} {need}" for need, kinds in more]
+    checked = "only non-finite values were checked; " if n < MIN_EPOCHS else ""
+    full = max(missed)
+    advice = {
+        "early_stopped": "a larger train.early_stopping.patience lets a run reach",
+        "time_limit": "a larger train.max_minutes lets a run reach",
+    }.get(hist.status, f"train.epochs={full} or more gives")
+    return _finding(
+        "too_short",
+        _span(hist.epochs[0], hist.epochs[-1]),
+        f"only {n} epoch{'s' if n > 1 else ''} ({hist.status}): {checked}{', '.join(parts)}",
+        f"{advice} the {full} epochs a full diagnosis needs",
+    )
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

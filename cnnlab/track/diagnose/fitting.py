@@ -11,9 +11,9 @@ from cnnlab.track.diagnose.history import (
     _best,
     _finding,
     _fmt,
+    _History,
     _last_both,
     _peak_lr,
-    _Run,
     _span,
 )
 
@@ -47,12 +47,12 @@ SLOW_NO_PLATEAU = 0.5
 SLOW_MAX_ACC = 0.9
 
 
-def _overfitting(run: _Run) -> Finding | None:
-    if len(run) < MIN_EPOCHS:
+def _overfitting(hist: _History) -> Finding | None:
+    if len(hist) < MIN_EPOCHS:
         return None
     evidence, first, last = [], None, None
-    val = run.points("val_loss")
-    train = dict(run.points("train_loss"))
+    val = hist.points("val_loss")
+    train = dict(hist.points("train_loss"))
     if len(val) >= MIN_EPOCHS:
         i = min(range(len(val)), key=lambda k: val[k][1])
         (e_min, v_min), (e_end, v_end) = val[i], val[-1]
@@ -71,7 +71,7 @@ def _overfitting(run: _Run) -> Finding | None:
                 f"(epoch {e_end}) while train_loss fell from {t_min:.4g} to {t_end:.4g}"
             )
             first, last = e_min, e_end
-    both = _last_both(run, "train_acc", "val_acc")
+    both = _last_both(hist, "train_acc", "val_acc")
     if both is not None:
         e, ta, va = both
         if ta - va > OVERFIT_GAP:
@@ -84,34 +84,34 @@ def _overfitting(run: _Run) -> Finding | None:
         return None
     advice = (
         "add augmentation (augment.train, e.g. [{op: crop, padding: 4}, {op: flip}]), raise "
-        f"optim.weight_decay (e.g. 5e-4, or x10), set {run.dropout} (e.g. 0.3)"
+        f"optim.weight_decay (e.g. 5e-4, or x10), set {hist.dropout} (e.g. 0.3)"
     )
-    best = _best(run)
+    best = _best(hist)
     if best is not None:
         e_best, v_best = best
-        if run.patience is None:
+        if hist.patience is None:
             advice += (
                 f", or stop earlier (train.epochs={e_best} or train.early_stopping.patience=3)"
             )
-        advice += f"; best.safetensors holds epoch {e_best} ({run.monitor} {_fmt(run, v_best)})"
+        advice += f"; best.safetensors holds epoch {e_best} ({hist.monitor} {_fmt(hist, v_best)})"
     return _finding("overfitting", _span(first, last), "; ".join(evidence), advice)
 
 
-def _underfitting(run: _Run) -> Finding | None:
-    if run.status not in ("completed", "early_stopped") or len(run) < MIN_EPOCHS:
+def _underfitting(hist: _History) -> Finding | None:
+    if hist.status not in ("completed", "early_stopped") or len(hist) < MIN_EPOCHS:
         return None
-    acc = run.last("train_acc")
+    acc = hist.last("train_acc")
     if acc is None:
         return None
     e_end, ta = acc
-    loss = run.points("train_loss")
-    evidence, first = [], run.epochs[0]
-    chance = 1 / run.num_classes if run.num_classes and run.num_classes >= 2 else None
+    loss = hist.points("train_loss")
+    evidence, first = [], hist.epochs[0]
+    chance = 1 / hist.num_classes if hist.num_classes and hist.num_classes >= 2 else None
     at_chance = chance is not None and ta < CHANCE_FACTOR * chance
     if at_chance:
         evidence.append(
             f"train_acc ended at {ta:.1%} (epoch {e_end}), near chance "
-            f"({chance:.1%} for {run.num_classes} classes)"
+            f"({chance:.1%} for {hist.num_classes} classes)"
         )
     elif ta < UNDERFIT_ACC:
         evidence.append(f"train_acc ended at only {ta:.1%} (epoch {e_end})")
@@ -129,21 +129,21 @@ def _underfitting(run: _Run) -> Finding | None:
     if at_chance:
         advice = (
             "the model learned next to nothing: raise optim.lr (x10; `cnnlab lr-find` suggests "
-            f"a value), then train longer (train.epochs up) or use {run.wider}"
+            f"a value), then train longer (train.epochs up) or use {hist.wider}"
         )
     else:
         advice = (
-            f"{run.wider}, longer training (train.epochs up), a higher optim.lr, and less "
-            f"regularisation (lower optim.weight_decay, {run.dropout}, train.label_smoothing, "
+            f"{hist.wider}, longer training (train.epochs up), a higher optim.lr, and less "
+            f"regularisation (lower optim.weight_decay, {hist.dropout}, train.label_smoothing, "
             "lighter augment.train)"
         )
     return _finding("underfitting", _span(first, e_end), "; ".join(evidence), advice)
 
 
-def _lr_too_small(run: _Run) -> Finding | None:
-    if run.status not in ("completed", "early_stopped"):
+def _lr_too_small(hist: _History) -> Finding | None:
+    if hist.status not in ("completed", "early_stopped"):
         return None
-    loss, acc = run.points("train_loss"), run.last("train_acc")
+    loss, acc = hist.points("train_loss"), hist.last("train_acc")
     if len(loss) < SLOW_MIN_EPOCHS or acc is None or acc[1] >= SLOW_MAX_ACC:
         return None
     values = [v for _, v in loss]
@@ -160,7 +160,7 @@ def _lr_too_small(run: _Run) -> Finding | None:
         or recent_pace < SLOW_NO_PLATEAU * pace
     ):
         return None
-    peak = _peak_lr(run)
+    peak = _peak_lr(hist)
     return _finding(
         "lr_too_small",
         _span(loss[0][0], loss[-1][0]),

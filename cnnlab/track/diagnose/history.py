@@ -1,6 +1,7 @@
-"""The view the diagnosis rules share: a run's per-epoch history as columns (_Run), the queries
-several rules ask of it (best epoch, peak lr), and the small helpers that turn numbers and epoch
-spans into a finding's text."""
+"""The view the diagnosis rules share: a run's per-epoch history as columns, with what the rules
+judge it by (_History: status, classes, the early-stopping monitor), the queries several rules
+ask of it (best epoch, peak lr), and the small helpers that turn numbers and epoch spans into a
+finding's text."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ Points = list[tuple[int, float]]
 
 
 @dataclass
-class _Run:
+class _History:
     """The history as columns: epoch numbers and, per key, a float (maybe NaN) or None."""
 
     epochs: list[int]
@@ -40,7 +41,7 @@ class _Run:
         return "transfer.dropout" if self.transfer else "model.dropout"
 
     @classmethod
-    def of(cls, history: Sequence[Any], keys: Sequence[str]) -> _Run:
+    def of(cls, history: Sequence[Any], keys: Sequence[str]) -> _History:
         rows = [row for row in history if isinstance(row, dict)]
         epochs = []
         for i, row in enumerate(rows):
@@ -68,27 +69,27 @@ class _Run:
         self.cols = {k: [col[i] for i in keep] for k, col in self.cols.items()}
 
 
-def _best(run: _Run) -> tuple[int, float] | None:
-    pts = run.points(run.monitor)
+def _best(hist: _History) -> tuple[int, float] | None:
+    pts = hist.points(hist.monitor)
     if not pts:
         return None
-    pick = min if run.mode == "min" else max
+    pick = min if hist.mode == "min" else max
     return pick(pts, key=lambda p: p[1])  # the first of equals, as the checkpointing keeps it
 
 
-def _last_both(run: _Run, a: str, b: str) -> tuple[int, float, float] | None:
-    other = dict(run.points(b))
-    both = [(e, v, other[e]) for e, v in run.points(a) if e in other]
+def _last_both(hist: _History, a: str, b: str) -> tuple[int, float, float] | None:
+    other = dict(hist.points(b))
+    both = [(e, v, other[e]) for e, v in hist.points(a) if e in other]
     return both[-1] if both else None
 
 
-def _peak_lr(run: _Run) -> float | None:
-    lrs = [v for _, v in run.points("lr") if v > 0]
+def _peak_lr(hist: _History) -> float | None:
+    lrs = [v for _, v in hist.points("lr") if v > 0]
     return max(lrs) if lrs else None
 
 
-def _fmt(run: _Run, value: float) -> str:
-    return f"{value:.1%}" if run.monitor.endswith("acc") else f"{value:.4g}"
+def _fmt(hist: _History, value: float) -> str:
+    return f"{value:.1%}" if hist.monitor.endswith("acc") else f"{value:.4g}"
 
 
 def _range(values: Sequence[float], spec: str) -> str:

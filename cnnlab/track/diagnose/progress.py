@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cnnlab.track.diagnose.history import Finding, Points, _finding, _Run, _span
+from cnnlab.track.diagnose.history import Finding, Points, _finding, _History, _span
 
 # Trends of the monitored metric (stopped_early, still_improving) over the last TREND_WINDOW
 # epochs (early stopping: 2 x patience + 2 if more), never more than the second half of the run:
@@ -24,30 +24,30 @@ TREND_MIN_GAIN_REL = 0.03
 TREND_KEEP_PACE = 0.5
 
 
-def _stopped_early(run: _Run) -> Finding | None:
-    if run.status != "early_stopped":
+def _stopped_early(hist: _History) -> Finding | None:
+    if hist.status != "early_stopped":
         return None
-    window = max(TREND_WINDOW, 2 * (run.patience or 1) + 2)
-    trend = _improving(run, window, min_points=TREND_WINDOW - 1)
+    window = max(TREND_WINDOW, 2 * (hist.patience or 1) + 2)
+    trend = _improving(hist, window, min_points=TREND_WINDOW - 1)
     if trend is None:
         return None
     (e_a, _), (e_b, _) = trend.points[0], trend.points[-1]
-    patience = f" (patience {run.patience})" if run.patience else ""
-    raise_to = f" (e.g. to {max(2 * run.patience, run.patience + 3)})" if run.patience else ""
+    patience = f" (patience {hist.patience})" if hist.patience else ""
+    raise_to = f" (e.g. to {max(2 * hist.patience, hist.patience + 3)})" if hist.patience else ""
     return _finding(
         "stopped_early",
         _span(e_a, e_b),
-        f"early stopping ended the run at epoch {e_b}{patience}, but {run.monitor} was still "
-        f"trending {trend.direction} over epochs {_span(e_a, e_b)}: {trend.describe(run)}",
+        f"early stopping ended the run at epoch {e_b}{patience}, but {hist.monitor} was still "
+        f"trending {trend.direction} over epochs {_span(e_a, e_b)}: {trend.describe(hist)}",
         f"raise train.early_stopping.patience{raise_to} or lower train.early_stopping.min_delta; "
         "averaged weights (train.ema=0.999) make the monitored metric less noisy",
     )
 
 
-def _still_improving(run: _Run) -> Finding | None:
-    if run.status != "completed":
+def _still_improving(hist: _History) -> Finding | None:
+    if hist.status != "completed":
         return None
-    trend = _improving(run, TREND_WINDOW, min_points=TREND_MIN_POINTS)
+    trend = _improving(hist, TREND_WINDOW, min_points=TREND_MIN_POINTS)
     if trend is None:
         return None
     (e_a, _), (e_b, _) = trend.points[0], trend.points[-1]
@@ -55,9 +55,9 @@ def _still_improving(run: _Run) -> Finding | None:
     return _finding(
         "still_improving",
         _span(e_a, e_b),
-        f"{run.monitor} was still {'rising' if trend.direction == 'up' else 'falling'} in the "
+        f"{hist.monitor} was still {'rising' if trend.direction == 'up' else 'falling'} in the "
         f"final epochs "
-        f"{_span(e_a, e_b)}: {trend.describe(run)}",
+        f"{_span(e_a, e_b)}: {trend.describe(hist)}",
         f"train longer (train.epochs={more} or more); the schedule then decays more slowly",
     )
 
@@ -70,7 +70,7 @@ class _Trend:
     direction: str  # "up" | "down"
     acc_like: bool
 
-    def describe(self, run: _Run) -> str:
+    def describe(self, hist: _History) -> str:
         first, last = self.points[0][1], self.points[-1][1]
         sign = 1 if self.direction == "up" else -1
         gain = self.slope * (len(self.points) - 1)
@@ -86,21 +86,21 @@ class _Trend:
         )
 
 
-def _improving(run: _Run, window: int, min_points: int) -> _Trend | None:
+def _improving(hist: _History, window: int, min_points: int) -> _Trend | None:
     """The monitored metric's trend over the last `window` epochs, when it still improves
     clearly (see TREND_*), else None. After an early stop the last half holds the epochs that
     did not improve, so only a clear trend survives the pace test: the rule errs towards silence."""
-    pts = run.points(run.monitor)
+    pts = hist.points(hist.monitor)
     # At most the second half of the run: earlier epochs are the fast rise of any healthy curve.
     pts = pts[-min(window, max(TREND_MIN_POINTS, len(pts) // 2)) :]
     if len(pts) < max(min_points, TREND_MIN_POINTS):
         return None
-    sign = -1.0 if run.mode == "min" else 1.0
+    sign = -1.0 if hist.mode == "min" else 1.0
     values = [sign * v for _, v in pts]
     slope, scatter = _fit(values)
     half_slope, _ = _fit(values[len(values) // 2 :])
     gain = slope * (len(values) - 1)
-    acc_like = run.monitor.endswith("acc")
+    acc_like = hist.monitor.endswith("acc")
     min_gain = (
         TREND_MIN_GAIN_ACC
         if acc_like

@@ -11,9 +11,9 @@ from cnnlab.track.diagnose.history import (
     Finding,
     _epoch_list,
     _finding,
+    _History,
     _peak_lr,
     _range,
-    _Run,
     _span,
 )
 
@@ -47,20 +47,20 @@ EARLY_RISE = 1.1
 HIGH_LR = 0.5
 
 
-def _non_finite(run: _Run) -> Finding | None:
+def _non_finite(hist: _History) -> Finding | None:
     """A NaN/inf in the history. The guard raises on a non-finite training loss within the
     epoch, so this mostly catches evaluation (val_loss) going bad, which it never sees; a
     diverged status without one here is already the guard's finding."""
-    for i, e in enumerate(run.epochs):
+    for i, e in enumerate(hist.epochs):
         bad = [
-            (k, run.cols[k][i])
+            (k, hist.cols[k][i])
             for k in ("train_loss", "val_loss", "train_acc", "val_acc")
-            if run.cols[k][i] is not None and not math.isfinite(run.cols[k][i])
+            if hist.cols[k][i] is not None and not math.isfinite(hist.cols[k][i])
         ]
         if bad:
-            run.before(e)
+            hist.before(e)
             what = " and ".join(f"{k} became {v}" for k, v in bad)
-            before = run.last("train_loss")
+            before = hist.last("train_loss")
             context = f" (train_loss {before[1]:.4g} at epoch {before[0]})" if before else ""
             return _finding(
                 "diverged",
@@ -72,12 +72,12 @@ def _non_finite(run: _Run) -> Finding | None:
     return None
 
 
-def _instability(run: _Run) -> Finding | None:
-    if len(run) < MIN_EPOCHS:
+def _instability(hist: _History) -> Finding | None:
+    if len(hist) < MIN_EPOCHS:
         return None
     events: list[tuple[int, str]] = []
     for key in ("train_loss", "val_loss"):
-        pts = run.points(key)
+        pts = hist.points(key)
         spiked_before = False
         for k in range(1, len(pts)):
             e, v = pts[k]
@@ -91,7 +91,7 @@ def _instability(run: _Run) -> Finding | None:
                 text += f", back to {back[1]:.4g} by epoch {back[0]}" if back else ""
                 events.append((e, text))
             spiked_before = spiked
-    pts = run.points("val_acc")
+    pts = hist.points("val_acc")
     collapsed_before = False
     for k in range(1, len(pts)):
         e, v = pts[k]
@@ -109,7 +109,7 @@ def _instability(run: _Run) -> Finding | None:
     message = "; ".join(text for _, text in events[:MAX_EVENTS])
     if len(events) > MAX_EVENTS:
         message += f" (and {len(events) - MAX_EVENTS} more)"
-    peak = _peak_lr(run)
+    peak = _peak_lr(hist)
     lower = f"lower optim.lr (e.g. to {peak / 3:.2g})" if peak else "lower optim.lr (e.g. /3)"
     return _finding(
         "instability",
@@ -120,12 +120,12 @@ def _instability(run: _Run) -> Finding | None:
     )
 
 
-def _lr_too_large(run: _Run) -> Finding | None:
-    loss = run.points("train_loss")
+def _lr_too_large(hist: _History) -> Finding | None:
+    loss = hist.points("train_loss")
     if len(loss) < MIN_EPOCHS:
         return None
-    lrs = dict(run.points("lr"))
-    peak = _peak_lr(run)
+    lrs = dict(hist.points("lr"))
+    peak = _peak_lr(hist)
     evidence, epochs, suggest = [], [], None
     e0, l0 = loss[0]
     stuck = 0
@@ -146,13 +146,13 @@ def _lr_too_large(run: _Run) -> Finding | None:
             )
             epochs += [e0, e_fall]
             suggest = lr_fall
-    if run.num_classes and run.num_classes >= 2:
-        chance = math.log(run.num_classes)
+    if hist.num_classes and hist.num_classes >= 2:
+        chance = math.log(hist.num_classes)
         later = [v for _, v in loss[1:]]
         if statistics.median(later) > ABOVE_CHANCE * chance:
             evidence.append(
                 f"train_loss stayed at {_range(later, '.4g')} after epoch {e0}, above "
-                f"{chance:.4g}, the loss of a uniform guess over {run.num_classes} classes"
+                f"{chance:.4g}, the loss of a uniform guess over {hist.num_classes} classes"
                 + (f", at lr up to {peak:.2g}" if peak else "")
             )
             epochs += [loss[1][0], loss[-1][0]]
