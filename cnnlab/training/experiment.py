@@ -199,8 +199,10 @@ def run(
     state: FitState,
     terminal: Console | None = None,
     callbacks: Sequence[Callback] = (),
+    resumed: bool = False,
 ) -> RunResult:
-    """Fit from `state` (fresh or resumed) in `run_dir`, then write its summary: with a test
+    """Fit from `state` (fresh, or `resumed` from last.ckpt) in `run_dir`, then write its
+    summary: with a test
     score when training ended for a reason of its own (a divergence and a second Ctrl-C
     included), without one after a failure, which is then raised again (a second error while
     writing that summary is printed, never raised in its place)."""
@@ -212,7 +214,7 @@ def run(
     )
     findings: list[dict[str, str]] = []
     try:
-        recorder.begin(state)
+        recorder.begin(state, resumed)
         out.start_progress(config.train.epochs, len(setup.parts.train_loader))
         try:
             with stopper.catching_ctrl_c():

@@ -117,9 +117,7 @@ def fit(
     return state
 
 
-def validate(
-    parts: TrainParts, epoch: int, step: int, totals: dict[str, float]
-) -> dict[str, Any]:
+def validate(parts: TrainParts, epoch: int, step: int, totals: dict[str, float]) -> dict[str, Any]:
     """The epoch's row of metrics.jsonl: its training totals and the validation scores."""
     eval_start = time.perf_counter()
     val = parts.evaluate(parts.val_loader)

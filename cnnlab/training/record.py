@@ -57,13 +57,14 @@ class Recorder:
     def parts(self) -> TrainParts:
         return self.setup.parts
 
-    def begin(self, state: FitState) -> None:
-        """config.yaml, model.txt and the header; the first checkpoint of a fresh run."""
+    def begin(self, state: FitState, resumed: bool = False) -> None:
+        """config.yaml, model.txt and the header (after a "resuming" line when `resumed`, even
+        from step 0); the first checkpoint of a fresh run."""
         config, setup, info = self.config, self.setup, self.setup.bundle.info
         self.run.write_text("config.yaml", dump_yaml(config))
         shape = (info.channels, *info.image_size)
         self.run.write_text("model.txt", models.summarize(self.parts.model, shape).table() + "\n")
-        if state.epoch or state.partial:
+        if resumed:
             self.out.print(
                 f"resuming after epoch {state.epoch}, step {state.step}", highlight=False
             )
@@ -85,7 +86,7 @@ class Recorder:
             self.out.log_only("\n".join(f"  skipped {line}" for line in setup.bundle.skipped))
         for callback in self.callbacks:
             callback.on_start(self.run.path, config)
-        if state.epoch == 0 and state.partial is None:
+        if not resumed:
             self.checkpoint(state, False)  # what a rollback or a resume in epoch 1 goes back to
 
     def checkpoint(self, state: FitState, improved: bool) -> None:

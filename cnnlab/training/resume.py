@@ -52,9 +52,8 @@ def resume(
     with kernel_mode(config.train.deterministic):
         setup = build(config, device)
         load_resume_state(setup.parts, saved)
-        return run(
-            config, setup, RunDir.reopen(path, state.history), state, console(terminal, quiet)
-        )
+        run_dir = RunDir.reopen(path, state.history)
+        return run(config, setup, run_dir, state, console(terminal, quiet), resumed=True)
 
 
 def _refuse_finished(path: Path, state: FitState, config: Config) -> None:
