@@ -149,6 +149,10 @@ class ScheduleConfig(Section):
     step_size: int = Field(default=10, ge=1)  # step: epochs between drops
     milestones: list[int] = [10, 15]  # multistep: epochs after which the lr drops
     pct_start: float = Field(default=0.3, gt=0.0, lt=1.0)  # onecycle: share of steps rising
+    # onecycle: momentum (SGD's, RMSprop's) or beta1 (Adam's family) runs against the lr, from
+    # the high end down while the lr rises and back up, as torch's OneCycleLR and fastai do.
+    cycle_momentum: bool = True
+    momentum_range: tuple[float, float] = (0.85, 0.95)  # onecycle: (at the lr's peak, at its ends)
     monitor: str = "val_loss"  # plateau: the per-epoch metric it watches
     mode: Literal["min", "max"] = "min"  # plateau: whether the metric should fall or rise
     patience: int = Field(default=3, ge=0)  # plateau: epochs without improvement per reduction

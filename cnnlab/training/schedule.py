@@ -79,19 +79,34 @@ def linear(t: int, n: int, base: float, floor: float, cfg: ScheduleConfig) -> fl
     return base + (floor - base) * min(t, n) / n
 
 
+def _onecycle_phase(t: int, n: int, cfg: ScheduleConfig) -> tuple[float, bool]:
+    """How far step t is into its phase of the cycle (0..1), and whether it is the rising one
+    (torch.optim.lr_scheduler.OneCycleLR's two phases)."""
+    peak_end = cfg.pct_start * n - 1.0
+    t = min(t, n - 1)
+    lo, hi, rising = (0.0, peak_end, True) if t <= peak_end else (peak_end, n - 1.0, False)
+    return ((t - lo) / (hi - lo) if hi > lo else 1.0), rising
+
+
+def _cos(a: float, b: float, pct: float) -> float:
+    """From a to b along half a cosine (torch's _annealing_cos)."""
+    return b + (a - b) / 2.0 * (math.cos(math.pi * pct) + 1.0)
+
+
+def onecycle_momentum(t: int, n: int, cfg: ScheduleConfig) -> float:
+    """The momentum that runs against onecycle's lr: high -> low while it rises, back after."""
+    low, high = cfg.momentum_range
+    pct, rising = _onecycle_phase(t, n, cfg)
+    return _cos(high, low, pct) if rising else _cos(low, high, pct)
+
+
 @_register("onecycle", per_epoch=False)
 def onecycle(t: int, n: int, base: float, floor: float, cfg: ScheduleConfig) -> float:
     """torch's OneCycleLR, from lr/25 up over schedule.pct_start of the steps, then to lr/25e4."""
     # torch.optim.lr_scheduler.OneCycleLR: div_factor 25, final_div_factor 1e4, cos, two phases
     start = base / 25.0
-    peak_end = cfg.pct_start * n - 1.0
-    t = min(t, n - 1)
-    if t <= peak_end:
-        lo, hi, a, b = 0.0, peak_end, start, base
-    else:
-        lo, hi, a, b = peak_end, n - 1.0, base, start / 1e4
-    pct = (t - lo) / (hi - lo) if hi > lo else 1.0
-    return b + (a - b) / 2.0 * (math.cos(math.pi * pct) + 1.0)
+    pct, rising = _onecycle_phase(t, n, cfg)
+    return _cos(start, base, pct) if rising else _cos(base, start / 1e4, pct)
 
 
 @_register("step", per_epoch=True)
@@ -154,6 +169,8 @@ class Schedule:
         ):
             floor = min(self.cfg.min_lr, base)
             group["lr"] = self.factor * warm * self.shape.lr(clock, length, level, floor, self.cfg)
+        if self.shape.lr is onecycle and self.cfg.cycle_momentum:
+            _set_momentum(self.optimizer, onecycle_momentum(clock, length, self.cfg))
 
     def step(self) -> None:
         self.steps += 1
@@ -225,6 +242,16 @@ class Schedule:
         self.best = None if state["best"] is None else float(state["best"])
         self.bad_epochs = int(state["bad_epochs"])
         self._apply()
+
+
+def _set_momentum(optimizer: torch.optim.Optimizer, momentum: float) -> None:
+    """Into each group that has one: momentum (SGD, RMSprop, Muon) or beta1 (Adam, AdamW,
+    LAMB, Lion), as torch's OneCycleLR sets them; groups with neither are left alone."""
+    for group in optimizer.param_groups:
+        if "betas" in group:
+            group["betas"] = (momentum, *group["betas"][1:])
+        elif "momentum" in group:
+            group["momentum"] = momentum
 
 
 def build(

@@ -280,3 +280,42 @@ def test_a_foreign_state_is_a_checkpoint_error():
     state = schedule.build(optimizer((0.1,)), cfg_for("cosine"), SPE, EPOCHS).state_dict()
     with pytest.raises(CheckpointError, match="1 param groups, optimizer 2"):
         schedule.build(opt, cfg_for("cosine"), SPE, EPOCHS).load_state_dict(state)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_onecycle_cycles_momentum_as_torch_does(kind):
+    """SGD's momentum or Adam's beta1 runs 0.95 -> 0.85 while the lr rises, then back."""
+
+    def make():
+        params = [torch.nn.Parameter(torch.zeros(1))]
+        if kind == "sgd":
+            return torch.optim.SGD(params, lr=0.1, momentum=0.9)
+        return torch.optim.Adam(params, lr=0.1, betas=(0.9, 0.99))
+
+    def momentum(opt):
+        group = opt.param_groups[0]
+        return group["momentum"] if kind == "sgd" else group["betas"][0]
+
+    theirs_opt, ours_opt = make(), make()
+    theirs = torch_sched.OneCycleLR(theirs_opt, max_lr=0.1, total_steps=TOTAL, pct_start=0.3)
+    ours = schedule.build(ours_opt, cfg_for("onecycle"), SPE, EPOCHS)
+    want, got = [], []
+    for _ in range(TOTAL):
+        want.append(momentum(theirs_opt))
+        got.append(momentum(ours_opt))
+        for opt, sched in ((theirs_opt, theirs), (ours_opt, ours)):
+            opt.step()
+            sched.step()
+    assert min(got) == pytest.approx(0.85, abs=1e-3) and got[0] == pytest.approx(0.95)
+    assert got == pytest.approx(want, rel=1e-9)
+    if kind == "adam":
+        assert ours_opt.param_groups[0]["betas"][1] == 0.99  # beta2 untouched
+
+
+def test_cycle_momentum_off_keeps_the_optimizers_momentum():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+    sched = schedule.build(opt, cfg_for("onecycle", cycle_momentum=False), SPE, EPOCHS)
+    for _ in range(TOTAL // 2):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["momentum"] == 0.9
