@@ -171,7 +171,7 @@ def _pass(
     """Per image: loss, prediction, and for each k whether the label is among the top k; from
     training's own evaluation pass, so that the numbers match summary.json's."""
     views = build_views(specs)
-    precision = run.config.train.precision
+    precision = run.precision
     losses, predictions, hits = [], [], []
     kmax = max(ks)
     for out, y in logits(run.model, run.loader(split), precision, views):

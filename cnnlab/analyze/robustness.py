@@ -308,7 +308,7 @@ def suite_precision(run: TrainedRun, precision: str = "auto") -> str:
     moves them. --precision fp32 gives the exact numbers."""
     if check_precision(precision) != "auto":
         return precision
-    own = run.config.train.precision
+    own = run.precision
     return "bf16" if own == "fp32" and native_bf16(run.device) else own
 
 

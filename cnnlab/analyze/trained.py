@@ -14,7 +14,7 @@ from cnnlab.checkpoint import load_weights
 from cnnlab.config import Config, load_config
 from cnnlab.errors import ConfigError
 from cnnlab.track.registry import load_run
-from cnnlab.training.device import resolve_device
+from cnnlab.training.device import resolve_device, resolve_precision
 from cnnlab.training.experiment import eval_loader
 
 SPLITS = ("val", "test")
@@ -40,6 +40,11 @@ class TrainedRun:
         if images is None:
             raise ConfigError(f"--split test: {self.info.name} has no test split; use --split val")
         return images
+
+    @property
+    def precision(self) -> str:
+        """The run's train.precision on this device (auto resolved as training resolves it)."""
+        return resolve_precision(self.config.train.precision, self.device)
 
     @property
     def channels_last(self) -> bool:

@@ -175,7 +175,9 @@ class EarlyStoppingConfig(Section):
 class TrainConfig(Section):
     epochs: int = Field(default=20, ge=1)
     batch_size: int = Field(default=64, ge=1)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast (+ scaler: fp16)
+    # bf16/fp16: autocast (+ a loss scaler: fp16); auto: bf16 where the device multiplies it
+    # natively (CUDA with bf16, a CPU with AMX), else fp32. summary.json says which ran.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     seed: int = 0
     deterministic: bool = False  # bit-reproducible kernels (slower on GPU)

@@ -88,6 +88,17 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and check is not None and bool(check())
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """train.precision auto: bf16 autocast where `device` multiplies bf16 natively (a CUDA GPU
+    with bf16, a CPU with AMX), fp32 elsewhere (bf16 on a CPU without AMX is several times
+    slower than fp32); any other value as it is."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if native_bf16(device) else "fp32"
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"

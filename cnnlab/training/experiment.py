@@ -22,7 +22,12 @@ from cnnlab.models.transfer import TransferNet
 from cnnlab.track.console import RunConsole
 from cnnlab.track.rundir import RunDir
 from cnnlab.training import finetune, optim, schedule
-from cnnlab.training.device import kernel_mode, resolve_device, seed_everything
+from cnnlab.training.device import (
+    kernel_mode,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
 from cnnlab.training.ema import EMA
 from cnnlab.training.guard import DivergedError
 from cnnlab.training.loop import FitState, fit
@@ -76,7 +81,11 @@ def build(config: Config, device: torch.device) -> Setup:
         if metric not in EPOCH_METRICS:
             raise ConfigError(f"{key} = {metric!r}: expected one of {', '.join(EPOCH_METRICS)}")
     bundle = data.build(config.data)
-    info, cfg = bundle.info, config.train
+    info = bundle.info
+    # train.precision as it runs on `device` (auto resolved); config.yaml keeps what was asked
+    cfg = config.train.model_copy(
+        update={"precision": resolve_precision(config.train.precision, device)}
+    )
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
     model = models.build(config, info).to(device=device, memory_format=memory_format)
     images = partial(eval_loader, config=config, info=info, device=device)
@@ -90,7 +99,9 @@ def build(config: Config, device: torch.device) -> Setup:
     net, eval_net, test_loader, notes, feature_seconds = model, eval_model, images, [], None
     train_loader, val_loader = _train_loader(config, bundle, device), images(bundle.val)
     if isinstance(model, TransferNet):
-        cache = finetune.cache_features(config, model, eval_model, images(bundle.train), val_loader)
+        cache = finetune.cache_features(
+            config, cfg.precision, model, eval_model, images(bundle.train), val_loader
+        )
         if isinstance(cache, str) and config.transfer.freeze:
             notes.append(f"backbone frozen; features not cached: {cache}")
         elif not isinstance(cache, str):  # the head alone trains and evaluates, on features

@@ -148,6 +148,7 @@ class FeatureCache:
 
 def cache_features(
     config: Config,
+    precision: str,
     model: TransferNet,
     eval_model: TransferNet,
     train_images: BatchLoader,
@@ -159,7 +160,6 @@ def cache_features(
     reason = cache_reason(config, model, images)
     if reason is not None:
         return reason
-    precision = config.train.precision
     train, train_s = feature_loader(
         model,
         train_images,

@@ -72,7 +72,7 @@ class Recorder:
             f"{info.name}: {len(setup.bundle.train)} train / {len(setup.bundle.val)} val images, "
             f"{info.num_classes} classes, {info.channels}×{info.image_size[0]}×{info.image_size[1]}"
             f" | {model_label(config)} | {config.optim.name} lr {config.optim.lr:g} | "
-            f"{device_name(setup.device)}",
+            f"{device_name(setup.device)}, {_precision(config, self.parts)}",
             highlight=False,
         )
         for note in setup.notes:
@@ -172,6 +172,12 @@ class Recorder:
         return setup.parts.evaluate(setup.test_loader(test)).accuracy
 
 
+def _precision(config: Config, parts: TrainParts) -> str:
+    """'bf16 (auto)', or the precision asked for."""
+    asked, used = config.train.precision, parts.cfg.precision
+    return f"{used} (auto)" if asked == "auto" else used
+
+
 def model_label(config: Config) -> str:
     backbone = config.model.backbone
     return config.model.name if backbone is None else f"from {backbone_label(backbone)}"
@@ -228,6 +234,7 @@ def make_summary(
         "train_seconds": round(state.train_seconds, 3),
         "images_per_second": state.images_seen / state.train_seconds if state.train_seconds else 0,
         "device": device_name(setup.device),
+        "precision": setup.parts.cfg.precision,  # what ran: train.precision auto resolved
         "loader": type(setup.parts.train_loader).__name__,  # StreamLoader: over max_resident_mb
         "data": setup.bundle.info.record(),  # what reusing the model as a backbone needs
         **({"feature_seconds": round(setup.feature_seconds, 3)} if setup.feature_seconds else {}),

@@ -13,7 +13,13 @@ def run_dir(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:  # conftest's cache fixture is per-function
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
         config = load_config(
-            overrides=["model.width=8", "train.epochs=3", "train.device=cpu", f"run.dir={root}"]
+            overrides=[
+                "model.width=8",
+                "train.epochs=3",
+                "train.device=cpu",
+                "train.precision=fp32",
+                f"run.dir={root}",
+            ]
         )
         return train(config).path
 

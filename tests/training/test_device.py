@@ -38,3 +38,27 @@ def test_native_bf16_is_a_cpu_with_amx(monkeypatch):
     assert device_module.native_bf16(torch.device("cpu")) is False
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
     assert device_module.native_bf16(torch.device("cpu")) is False
+
+
+def test_precision_auto_is_bf16_only_where_the_device_multiplies_it_natively(monkeypatch):
+    from cnnlab.training import device as dev
+
+    cpu = torch.device("cpu")
+    assert dev.resolve_precision("fp16", cpu) == "fp16"  # an explicit choice stands
+    monkeypatch.setattr(dev, "native_bf16", lambda d: False)
+    assert dev.resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(dev, "native_bf16", lambda d: True)
+    assert dev.resolve_precision("auto", cpu) == "bf16"
+
+
+def test_a_run_with_precision_auto_says_what_ran(quick, monkeypatch):
+    from cnnlab.config.schema import TrainConfig
+    from cnnlab.training import device as dev
+    from cnnlab.training.experiment import train
+
+    assert TrainConfig().precision == "auto"  # the default for new configs
+    monkeypatch.setattr(dev, "native_bf16", lambda d: True)  # as on a Xeon with AMX
+    result = train(quick("train.epochs=1"), quiet=True)
+    assert result.summary["precision"] == "bf16"
+    assert "cpu, bf16 (auto)" in (result.path / "log.txt").read_text()
+    assert "precision: auto" in (result.path / "config.yaml").read_text()
