@@ -15,6 +15,7 @@ from cnnlab.cli.inspect_commands import (
     cmd_viz,
 )
 from cnnlab.cli.runs_commands import (
+    LIST_LIMIT,
     cmd_report,
     cmd_runs_compare,
     cmd_runs_export,
@@ -239,7 +240,19 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
         "accuracies and date sort best/newest first, others ascending (default: date)",
     )
     listing.add_argument("--reverse", action="store_true", help="flip the sort order")
-    listing.add_argument("--limit", type=int, metavar="N", help="show the first N runs only")
+    listing.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help=f"show the first N rows, 0 for all (default: {LIST_LIMIT} on a terminal, all when "
+        "piped)",
+    )
+    listing.add_argument(
+        "--group",
+        action="store_true",
+        help="one row per experiment: runs whose configs are equal apart from train.seed, "
+        "run.name and run.dir, with mean ± std of their accuracies",
+    )
     listing.set_defaults(func=cmd_runs_list)
 
     run_args = argparse.ArgumentParser(add_help=False)
@@ -250,6 +263,13 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
         "compare",
         parents=[debug, root, run_args],
         help="the config keys that differ and the results, one column per run",
+        description="The config keys that differ and the results, one column per run. Runs "
+        "whose configs are equal apart from train.seed, run.name and run.dir (seeds of one "
+        "experiment) share one column: its numbers are mean ± std (sample std) over them, "
+        "its header gives their count (n=3), its train.seed row the seeds.",
+    )
+    compare.add_argument(
+        "--each", action="store_true", help="one column per run, even for seeds of one config"
     )
     compare.set_defaults(func=cmd_runs_compare)
 
@@ -263,7 +283,9 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
         "(default: loss)",
     )
     plot.add_argument("--log", action="store_true", help="logarithmic y axis")
-    plot.add_argument("-o", "--output", metavar="PNG", default="curves.png")
+    plot.add_argument(
+        "-o", "--output", metavar="PNG", default="curves.png", help="in an existing folder"
+    )
     plot.set_defaults(func=cmd_runs_plot)
 
     export = actions.add_parser(
@@ -275,7 +297,11 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
         "--format", choices=["csv", "parquet"], help="default: from -o's suffix, else csv"
     )
     export.add_argument(
-        "-o", "--output", metavar="FILE", help="default: runs.csv (epochs.csv with --epochs)"
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="in an existing folder (default: runs.csv, epochs.csv with --epochs); CSV is "
+        "written row by row",
     )
     export.add_argument(
         "--epochs", action="store_true", help="one row per run and epoch: metrics.jsonl rows"
