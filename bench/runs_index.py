@@ -7,9 +7,10 @@ as a killed run), and times the whole command as a user runs it, output piped:
     python bench/runs_index.py [--sizes 1000,10000] [--repeats 3] [--base cd03c0d]
 
 cold = no index in the root (the first listing; the files are in the OS page cache), warm =
-median of --repeats listings after one that filled the index. "old" is the package at --base
-(extracted with `git archive` into a temp folder), "new" this checkout; both run as
-`python -m cnnlab` subprocesses on the same root, alternating.
+median of --repeats listings after one that filled the index; wall-clock seconds, and for warm
+also CPU seconds (user + sys), which a machine shared with other work inflates less. "old" is
+the package at --base (extracted with `git archive` into a temp folder), "new" this checkout;
+both run as `python -m cnnlab` subprocesses on the same root, one after the other.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -73,8 +75,10 @@ def _env(package_root: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(package_root), "COLUMNS": "200"}
 
 
-def timed(package_root: Path, args: list[str], cwd: Path) -> tuple[float, int]:
-    """Seconds of one whole command, and the lines it printed (piped)."""
+def timed(package_root: Path, args: list[str], cwd: Path) -> tuple[float, float, int]:
+    """Wall seconds and CPU seconds (user + sys, its worker processes included) of one whole
+    command, and the lines it printed (piped)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-m", "cnnlab", *args],
@@ -84,9 +88,11 @@ def timed(package_root: Path, args: list[str], cwd: Path) -> tuple[float, int]:
         text=True,
     )
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} (PYTHONPATH={package_root}): {out.stderr}")
-    return seconds, len(out.stdout.splitlines())
+    return seconds, cpu, len(out.stdout.splitlines())
 
 
 def drop_index(root: Path) -> None:
@@ -95,16 +101,21 @@ def drop_index(root: Path) -> None:
 
 
 def measure(impls: dict[str, Path], root: Path, case: str, repeats: int, tmp: Path) -> dict:
-    """{impl: (cold s, warm median s, lines)} for one command."""
+    """{impl: (cold s, warm median s, warm median CPU s, lines)} for one command."""
     args = [*CASES[case], "--root", str(root)]
     if case.startswith("export"):
         args += ["-o", str(tmp / "epochs.csv")]
     result = {}
     for name, package_root in impls.items():
         drop_index(root)
-        cold, lines = timed(package_root, args, tmp)
-        warm = statistics.median(timed(package_root, args, tmp)[0] for _ in range(repeats))
-        result[name] = (cold, warm, lines)
+        cold, _, lines = timed(package_root, args, tmp)
+        warm = [timed(package_root, args, tmp) for _ in range(repeats)]
+        result[name] = (
+            cold,
+            statistics.median(w[0] for w in warm),
+            statistics.median(w[1] for w in warm),
+            lines,
+        )
     drop_index(root)
     return result
 
@@ -134,11 +145,17 @@ def main() -> None:
         run = args.run or real_run(tmp / "seed")
         empty = tmp / "empty"
         empty.mkdir()
-        floor = {
-            k: timed(v, ["runs", "list", "--root", str(empty)], tmp)[0] for k, v in impls.items()
-        }
-        print(f"start-up floor (runs list over an empty root): {_pair(floor)}")
-        print(f"{'runs':>6}  {'command':<16} {'cold old → new':>18} {'warm old → new':>18}  lines")
+        floor = {k: timed(v, ["runs", "list", "--root", str(empty)], tmp) for k, v in impls.items()}
+        print(
+            "start-up floor (runs list over an empty root): "
+            f"{_pair({k: v[0] for k, v in floor.items()})} wall, "
+            f"{_pair({k: v[1] for k, v in floor.items()})} CPU"
+        )
+        sides = " → ".join(impls)
+        print(
+            f"{'runs':>6}  {'command':<16} {'cold ' + sides:>20} {'warm ' + sides:>20}"
+            f" {'warm CPU ' + sides:>22}  lines"
+        )
         for n in [int(s) for s in args.sizes.split(",")]:
             root = tmp / f"runs-{n}"
             generate(run, root, n)
@@ -146,10 +163,9 @@ def main() -> None:
                 if case.startswith("export") and n > 1000:
                     continue  # the target is set for 1,000 runs; old takes minutes at 10,000
                 r = measure(impls, root, case, args.repeats, tmp)
-                cold = _pair({k: v[0] for k, v in r.items()})
-                warm = _pair({k: v[1] for k, v in r.items()})
-                lines = "/".join(str(v[2]) for v in r.values())
-                print(f"{n:>6}  {case:<16} {cold:>18} {warm:>18}  {lines}", flush=True)
+                cold, warm, cpu = (_pair({k: v[i] for k, v in r.items()}) for i in range(3))
+                lines = "/".join(str(v[3]) for v in r.values())
+                print(f"{n:>6}  {case:<16} {cold:>20} {warm:>20} {cpu:>22}  {lines}", flush=True)
             shutil.rmtree(root)
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next(

@@ -268,14 +268,14 @@ def _column_value(runs: list[Run], key: str) -> Any:
 
 
 def group_label(runs: list[Run]) -> str:
-    """A group's name: its folder (`cnnlab train --seeds` writes one with group.json), else its
-    first run's name with the number of others."""
+    """A group's name: its folder (`cnnlab train --seeds` writes one with group.json), else
+    its first run's name; tables add the number of runs."""
     parents = {r.path.parent for r in runs}
     if len(parents) == 1:
         parent = parents.pop()
         if (parent / "group.json").is_file():
             return parent.name
-    return f"{runs[0].path.name} +{len(runs) - 1}"
+    return runs[0].path.name
 
 
 def plot_metrics(metric: str, available: Iterable[str]) -> list[str]:

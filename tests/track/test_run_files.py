@@ -133,6 +133,8 @@ def rows_of(root):
         ("stamp", None),
         ("date", 42),
         ("config", "{not json"),
+        ("scalars", "{not json"),
+        ("scalars", "3"),
         ("config", "[]"),
     ],
 )
