@@ -229,31 +229,7 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
         ">=, <, <=); repeat to require all, e.g. --filter optim.name=sgd --filter 'test_acc>0.9'",
     )
 
-    listing = actions.add_parser(
-        "list", parents=[debug, root, filters], help="a table of the runs under --root"
-    )
-    listing.add_argument(
-        "--sort",
-        default="date",
-        metavar="KEY",
-        help="a summary key (test_acc), dotted config key (optim.lr) or column (time); "
-        "accuracies and date sort best/newest first, others ascending (default: date)",
-    )
-    listing.add_argument("--reverse", action="store_true", help="flip the sort order")
-    listing.add_argument(
-        "--limit",
-        type=int,
-        metavar="N",
-        help=f"show the first N rows, 0 for all (default: {LIST_LIMIT} on a terminal, all when "
-        "piped)",
-    )
-    listing.add_argument(
-        "--group",
-        action="store_true",
-        help="one row per experiment: runs whose configs are equal apart from train.seed, "
-        "run.name and run.dir, with mean ± std of their accuracies",
-    )
-    listing.set_defaults(func=cmd_runs_list)
+    _runs_list_parser(actions, [debug, root, filters])
 
     run_args = argparse.ArgumentParser(add_help=False)
     run_args.add_argument(
@@ -307,3 +283,29 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
         "--epochs", action="store_true", help="one row per run and epoch: metrics.jsonl rows"
     )
     export.set_defaults(func=cmd_runs_export)
+
+
+def _runs_list_parser(actions, parents: list[argparse.ArgumentParser]) -> None:
+    listing = actions.add_parser("list", parents=parents, help="a table of the runs under --root")
+    listing.add_argument(
+        "--sort",
+        default="date",
+        metavar="KEY",
+        help="a summary key (test_acc), dotted config key (optim.lr) or column (time); "
+        "accuracies and date sort best/newest first, others ascending (default: date)",
+    )
+    listing.add_argument("--reverse", action="store_true", help="flip the sort order")
+    listing.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help=f"show the first N rows, 0 for all (default: {LIST_LIMIT} on a terminal, all when "
+        "piped)",
+    )
+    listing.add_argument(
+        "--group",
+        action="store_true",
+        help="one row per experiment: runs whose configs are equal apart from train.seed, "
+        "run.name and run.dir, with mean ± std of their accuracies",
+    )
+    listing.set_defaults(func=cmd_runs_list)
