@@ -30,9 +30,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.track.rundir import Holder, read_holder, writer_alive
 
 MAX_BYTES = {"config.yaml": 16 << 20, "summary.json": 16 << 20, "metrics.jsonl": 64 << 20}
-MAX_DEPTH = (
-    64  # levels of nesting in a config or summary (cnnlab writes 4): no RecursionError later
-)
+# Levels of nesting a config or summary may have (cnnlab writes 4): no RecursionError later.
+MAX_DEPTH = 64
 UNREADABLE = "unreadable"  # the status of a run whose config.yaml or summary.json cannot be read
 
 # Table headers usable as keys (`--sort time`) besides summary keys and dotted config keys.

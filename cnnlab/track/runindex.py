@@ -4,10 +4,11 @@ table's views filled in (flattened config, summary scalars), through a cache.
 The cache is <root>/.cnnlab-index.sqlite, one row per run keyed by its path under the root and
 stamped with the mtime, size and inode of its config.yaml and summary.json (and metrics.jsonl
 while there is no summary): a listing stats those files and reads only the runs whose stamp
-changed. A row keeps the summary's scalars and the config keys the table shows as a small JSON
-object, decoded for every run listed, and the whole flattened config as JSON decoded only when a
-filter or sort asks for another key. The cache is safe to delete; a damaged file is rebuilt, a
-damaged or foreign row re-read from its run, and a root where it cannot be written still lists.
+changed. A row keeps a small JSON head (HEAD_SCALARS and TABLE_KEYS: what the table shows and
+sorts by), decoded for every run listed, and the run's whole scalars and flattened config as
+JSON, fetched and decoded only when a filter, sort or export asks for another key. The cache is
+safe to delete; a damaged file is rebuilt, a damaged or foreign row is read again from its run,
+and a root where it cannot be written still lists.
 A run's status while it has no summary comes from its lock at every listing, never the cache.
 cnnlab.track.runs filters, sorts, compares and exports the Runs.
 """
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 INDEX_NAME = ".cnnlab-index.sqlite"
-INDEX_VERSION = 3  # PRAGMA user_version; another version's table is dropped and rebuilt
+INDEX_VERSION = 2  # PRAGMA user_version; another version's table is dropped and rebuilt
 OLD_INDEX = ".cnnlab-index.json"  # version 1's cache, removed once this one is written
 WATCHED = ("config.yaml", "summary.json", "metrics.jsonl")  # a change to any re-reads the run
 # Config keys `runs list` shows, kept beside the scalars so that listing decodes no config.
