@@ -167,7 +167,7 @@ class RunDir:
             os.close(fd)
             raise ConfigError(f"{self.path}: cannot write its {LOCK_NAME} ({e.strerror})") from None
         # Released by close(), or when this object is garbage-collected without one.
-        self._lock = weakref.finalize(self, os.close, fd)
+        self._lock = weakref.finalize(self, _release, fd)
 
     def close(self) -> None:
         if self._csv_file is not None:
@@ -175,8 +175,15 @@ class RunDir:
         if self._tensorboard is not None:
             self._tensorboard.close()
         if self._lock is not None:
-            self._lock()  # closing the descriptor releases the flock
+            self._lock()
             self._lock = None
+
+
+def _release(fd: int) -> None:
+    # LOCK_UN first: a forked child (a DataLoader worker) sharing the descriptor would
+    # otherwise keep the lock held after this process closed its copy.
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 def _shown(path: Path | str) -> str:

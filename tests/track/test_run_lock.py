@@ -119,3 +119,18 @@ def test_a_run_name_longer_than_the_file_system_allows_is_a_config_error(tmp_pat
     deep = tmp_path / "/".join(["d" * 200] * 25)  # a path past PATH_MAX (4,096 bytes)
     with pytest.raises(ConfigError, match="run.dir"):
         RunDir.create(deep, "r")
+
+
+def test_close_releases_the_lock_even_while_a_forked_child_lives(tmp_path):
+    """DataLoader workers are forked with the lock's descriptor: closing must still free it."""
+    run = started_run(tmp_path)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only waits
+        signal.pause()
+    try:
+        run.close()
+        assert status_of(tmp_path) == "killed"
+        RunDir.reopen(run.path, []).close()
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
