@@ -148,7 +148,7 @@ def test_runs_list_compare_plot_export_on_real_runs(tmp_path, capsys):
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 4 and lines[-1] == f"2 of 2 runs in {root}"
     assert " 0.001 " in lines[1] and " 0.01 " in lines[2] and "completed" in lines[1]
-    assert (root / ".cnnlab-index.json").is_file()
+    assert (root / ".cnnlab-index.sqlite").is_file()
 
     names = sorted(p.name for p in root.iterdir() if p.is_dir())
     assert main(["runs", "compare", "--root", str(root), *names]) == 0

@@ -16,6 +16,7 @@ from cnnlab.cli.inspect_commands import (
 )
 from cnnlab.cli.list_command import KINDS, cmd_list
 from cnnlab.cli.runs_commands import (
+    LIST_LIMIT,
     cmd_report,
     cmd_runs_compare,
     cmd_runs_export,
@@ -280,19 +281,7 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
         ">=, <, <=); repeat to require all, e.g. --filter optim.name=sgd --filter 'test_acc>0.9'",
     )
 
-    listing = actions.add_parser(
-        "list", parents=[debug, root, filters], help="a table of the runs under --root"
-    )
-    listing.add_argument(
-        "--sort",
-        default="date",
-        metavar="KEY",
-        help="a summary key (test_acc), dotted config key (optim.lr) or column (time); "
-        "accuracies and date sort best/newest first, others ascending (default: date)",
-    )
-    listing.add_argument("--reverse", action="store_true", help="flip the sort order")
-    listing.add_argument("--limit", type=int, metavar="N", help="show the first N runs only")
-    listing.set_defaults(func=cmd_runs_list)
+    _runs_list_parser(actions, [debug, root, filters])
 
     run_args = argparse.ArgumentParser(add_help=False)
     run_args.add_argument(
@@ -302,6 +291,13 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
         "compare",
         parents=[debug, root, run_args],
         help="the config keys that differ and the results, one column per run",
+        description="The config keys that differ and the results, one column per run. Runs "
+        "whose configs are equal apart from train.seed, run.name and run.dir (seeds of one "
+        "experiment) share one column: its numbers are mean ± std (sample std) over them, "
+        "its header gives their count (n=3), its train.seed row the seeds.",
+    )
+    compare.add_argument(
+        "--each", action="store_true", help="one column per run, even for seeds of one config"
     )
     compare.set_defaults(func=cmd_runs_compare)
 
@@ -315,7 +311,9 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
         "(default: loss)",
     )
     plot.add_argument("--log", action="store_true", help="logarithmic y axis")
-    plot.add_argument("-o", "--output", metavar="PNG", default="curves.png")
+    plot.add_argument(
+        "-o", "--output", metavar="PNG", default="curves.png", help="in an existing folder"
+    )
     plot.set_defaults(func=cmd_runs_plot)
 
     export = actions.add_parser(
@@ -327,9 +325,39 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
         "--format", choices=["csv", "parquet"], help="default: from -o's suffix, else csv"
     )
     export.add_argument(
-        "-o", "--output", metavar="FILE", help="default: runs.csv (epochs.csv with --epochs)"
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="in an existing folder (default: runs.csv, epochs.csv with --epochs); CSV is "
+        "written row by row",
     )
     export.add_argument(
         "--epochs", action="store_true", help="one row per run and epoch: metrics.jsonl rows"
     )
     export.set_defaults(func=cmd_runs_export)
+
+
+def _runs_list_parser(actions, parents: list[argparse.ArgumentParser]) -> None:
+    listing = actions.add_parser("list", parents=parents, help="a table of the runs under --root")
+    listing.add_argument(
+        "--sort",
+        default="date",
+        metavar="KEY",
+        help="a summary key (test_acc), dotted config key (optim.lr) or column (time); "
+        "accuracies and date sort best/newest first, others ascending (default: date)",
+    )
+    listing.add_argument("--reverse", action="store_true", help="flip the sort order")
+    listing.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help=f"show the first N rows, 0 for all (default: {LIST_LIMIT} on a terminal, all when "
+        "piped)",
+    )
+    listing.add_argument(
+        "--group",
+        action="store_true",
+        help="one row per experiment: runs whose configs are equal apart from train.seed, "
+        "run.name and run.dir, with mean ± std of their accuracies",
+    )
+    listing.set_defaults(func=cmd_runs_list)

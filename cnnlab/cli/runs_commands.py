@@ -1,105 +1,208 @@
-"""Commands over many run directories: report, runs list/compare/plot/export."""
+"""Commands over many run directories: report, runs list/compare/plot/export.
+
+Tables go to a terminal through rich (colours, at most LIST_LIMIT rows of `runs list` unless
+--limit says otherwise); piped into a file or grep they are plain text, every row, one line per
+row, never wrapped or folded, and rich is not even imported (at 10,000 runs, building its
+renderables was ~87% of a listing's time).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+LIST_LIMIT = 50  # rows `runs list` shows on a terminal without --limit; piped output shows all
+LIST_HEADERS = (
+    "name",
+    "date",
+    "data",
+    "model",
+    "optim",
+    "lr",
+    "epochs",
+    "best val",
+    "test",
+    "time",
+    "status",
+)
+LIST_RIGHT = frozenset({6, 7, 8, 9})  # right-justified columns: the numbers
+COLOURS = {"completed": "green", "running": "yellow", "diverged": "red", "failed": "red"}
+COLOURS |= {"killed": "red", "unreadable": "red"}
+_MISSING = object()
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from cnnlab.errors import ConfigError
     from cnnlab.report import write_report
+    from cnnlab.track.runs import check_output
 
-    path = write_report(args.targets, Path(args.output) if args.output else None)
+    output = check_output(args.output) if args.output else None
+    try:
+        path = write_report(args.targets, output)
+    except OSError as e:
+        raise ConfigError(f"report: {e.filename or Path()}: {e.strerror}") from None
     print(f"report: {path}")
     return 0
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
     from cnnlab.track import runs
+    from cnnlab.track.groups import group_by_experiment
 
+    if args.limit is not None and args.limit < 0:
+        from cnnlab.errors import ConfigError
+
+        raise ConfigError(f"--limit {args.limit}: expected 0 (all) or a positive number of rows")
     rows = runs.index_runs(args.root)
     total = len(rows)
-    rows = runs.sort_rows(runs.filter_rows(rows, args.filter), args.sort, args.reverse)
-    shown = rows if args.limit is None else rows[: max(0, args.limit)]
-    console = Console()
-    if not console.is_terminal:  # piped into grep or a file: whole lines, never folded cells
-        console = Console(width=250)
+    rows = runs.filter_rows(rows, args.filter)
+    if args.group:  # each group sorted, then the groups by their mean
+        groups = group_by_experiment(rows, lambda r: r.flat_config)
+        groups = [runs.sort_rows(g, args.sort, args.reverse) for g in groups]
+        items = runs.sort_groups(groups, args.sort, args.reverse)
+    else:
+        items = [[r] for r in runs.sort_rows(rows, args.sort, args.reverse)]
+    terminal = sys.stdout.isatty()
+    limit = args.limit if args.limit is not None else LIST_LIMIT if terminal else 0
+    shown = items[:limit] if limit else items
     if not shown:
         why = "match the filters" if total else "yet (cnnlab train writes them)"
-        console.print(f"no runs in {args.root} {why}", highlight=False, markup=False)
+        _emit(f"no runs in {args.root} {why}\n")
         return 0
-    table = Table(box=None, pad_edge=False, collapse_padding=True)
-    table.add_column("name", overflow="fold")
-    for header in ("date", "data", "model", "optim", "lr"):
-        table.add_column(header)
-    for header in ("epochs", "best val", "test", "time"):
-        table.add_column(header, justify="right")
-    table.add_column("status")
-    colours = {"completed": "green", "running": "yellow", "diverged": "red", "failed": "red"}
-    for row in shown:
-        epochs = _cell(row.get("epochs_run"))
-        if row.get("train.epochs") is not None:
-            epochs += f"/{row.get('train.epochs')}"
-        status = str(row.get("status"))
-        table.add_row(
-            Text(row.name),
-            Text(row.date[:16]),  # seconds add width, not information
-            Text(_cell(row.get("data.name"))),
-            Text(_model_cell(row.get("model.name"), row.get("model.backbone"))),
-            Text(_cell(row.get("optim.name"))),
-            Text(_cell(row.get("optim.lr"))),
-            Text(epochs),
-            Text(_cell(row.get("best_val_acc"), "{:.2%}")),
-            Text(_cell(row.get("test_acc"), "{:.2%}")),
-            Text(_duration(row.get("train_seconds"))),
-            Text(status, style=colours.get(status, "")),
-        )
-    console.print(table)
-    console.print(
-        f"{len(shown)} of {total} runs in {args.root}", style="dim", highlight=False, markup=False
+    cells = [_list_cells(item) for item in shown]
+    count = sum(len(item) for item in shown)
+    footer = f"{count} of {total} runs in {args.root}"
+    if args.group:
+        footer += f", in {len(shown)} rows"
+    if len(shown) < len(items):
+        left = len(items) - len(shown)
+        footer += f"; {left} more row{'s' if left > 1 else ''} not shown (--limit 0 shows all)"
+    status = len(LIST_HEADERS) - 1
+    _print_table(
+        LIST_HEADERS, cells, LIST_RIGHT, lambda i, c: COLOURS.get(c) if i == status else None
     )
+    _print_footer(footer)
     return 0
+
+
+def _list_cells(runs: list) -> list[str]:
+    """One row of `runs list`: a run, or a group of seeds (mean ± std, its size in the name)."""
+    first = runs[0]
+    scalars, config = first.scalars, first.flat_config
+
+    def value(key: str):  # Run.get without its aliases: this runs 10,000 times a listing
+        found = scalars.get(key, _MISSING)
+        return config.get(key) if found is _MISSING else found
+
+    epochs = _spread([r.get("epochs_run") for r in runs]) if len(runs) > 1 else None
+    epochs = epochs or _cell(value("epochs_run"))
+    if value("train.epochs") is not None:
+        epochs += f"/{value('train.epochs')}"
+    if len(runs) == 1:
+        name = first.name
+        best, test = _cell(value("best_val_acc"), "{:.2%}"), _cell(value("test_acc"), "{:.2%}")
+        seconds = value("train_seconds")
+    else:
+        from cnnlab.track.groups import stats
+        from cnnlab.track.runs import group_label
+
+        name = f"{group_label(runs)} ({len(runs)} runs)"
+        best, test = (_stats(stats([r.get(k) for r in runs])) for k in ("best_val_acc", "test_acc"))
+        time = stats([r.get("train_seconds") for r in runs])
+        seconds = None if time is None else time.mean
+    return [
+        name,
+        first.date[:16],  # seconds add width, not information
+        _cell(value("data.name")),
+        _model_cell(value("model.name"), value("model.backbone")),
+        _cell(value("optim.name")),
+        _cell(value("optim.lr")),
+        epochs,
+        best,
+        test,
+        _duration(seconds),
+        _statuses(runs),
+    ]
+
+
+def _stats(value) -> str:
+    return "-" if value is None else value.format(percent=True, n=False).replace(" %", "%")
+
+
+def _spread(values: list) -> str:
+    """'12', or '10-12' when a group's runs differ."""
+    numbers = [v for v in values if isinstance(v, int | float)]
+    if not numbers:
+        return "-"
+    low, high = _cell(min(numbers)), _cell(max(numbers))
+    return low if low == high else f"{low}-{high}"
+
+
+def _statuses(runs: list) -> str:
+    """'completed', 'running (on gpu7)' for another host's writer, 'completed ×2, killed'."""
+    words = []
+    for run in runs:
+        status = run.status
+        writer = run.writer if status == "running" else None
+        words.append(f"{status} (on {writer.host})" if writer and not writer.here else status)
+    counts = {w: words.count(w) for w in words}
+    return ", ".join(f"{w} ×{n}" if n > 1 else w for w, n in counts.items())
 
 
 def cmd_runs_compare(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
     from cnnlab.track import runs
+    from cnnlab.track.groups import Stats
 
     rows = [runs.read_row(runs.resolve_run(r, args.root)) for r in args.runs]
-    result = runs.compare(rows)
-    table = Table(box=None, pad_edge=False)
-    table.add_column("key", style="bold")
-    for name in result.names:
-        table.add_column(name, overflow="fold")
-    for key, values in result.config:
-        table.add_row(Text(key), *[Text(_cell(v)) for v in values])
+    result = runs.compare(rows, group=not args.each)
+    headers = ["key"] + [
+        f"{name} (n={size})" if size > 1 else name
+        for name, size in zip(result.names, result.sizes, strict=True)
+    ]
+    table = [[key, *[_cell(v) for v in values]] for key, values in result.config]
     if not result.config:
-        table.add_row(Text("(configs identical)"), *["" for _ in result.names])
-    table.add_section()
+        table.append(["(configs identical)", *["" for _ in result.names]])
+    table.append(None)  # a rule between the config and the results
     for key, values in result.summary:
-        style = "{:.2%}" if key.endswith("acc") else None
-        cells = [_duration(v) if key == "train_seconds" else _cell(v, style) for v in values]
-        table.add_row(Text(key), *[Text(c) for c in cells])
-    Console().print(table)
+        cells = []
+        for v in values:
+            if isinstance(v, Stats):
+                cells.append(_stats_cell(key, v))
+            elif key == "train_seconds":
+                cells.append(_duration(v))
+            else:
+                cells.append(_cell(v, "{:.2%}" if key.endswith("acc") else None))
+        table.append([key, *cells])
+    _print_table(headers, table, frozenset(), lambda i, c: "bold" if i == 0 else None)
     return 0
 
 
-def cmd_runs_plot(args: argparse.Namespace) -> int:
-    from cnnlab.track import runs
+def _stats_cell(key: str, value) -> str:
+    if key.endswith("acc"):
+        return value.format(percent=True, n=False).replace(" %", "%")
+    if key == "train_seconds":
+        spread = "" if value.std is None else f" ± {_duration(value.std)}"
+        return _duration(value.mean) + spread
+    return value.format(digits=1, n=False)
 
-    paths = [runs.resolve_run(r, args.root) for r in args.runs]
-    figure = runs.plot_runs(paths, args.metric, log=args.log)
+
+def cmd_runs_plot(args: argparse.Namespace) -> int:
+    from cnnlab.errors import ConfigError
+    from cnnlab.track import runs
     from cnnlab.track.curves import save_png
 
-    print(f"curves: {save_png(figure, args.output)}")
+    output = runs.check_output(args.output)
+    paths = [runs.resolve_run(r, args.root) for r in args.runs]
+    figure = runs.plot_runs(paths, args.metric, log=args.log)
+    try:
+        print(f"curves: {save_png(figure, output)}")
+    except OSError as e:
+        raise ConfigError(f"-o {output}: cannot write it ({e.strerror})") from None
     return 0
 
 
@@ -108,10 +211,65 @@ def cmd_runs_export(args: argparse.Namespace) -> int:
 
     output = args.output or f"{'epochs' if args.epochs else 'runs'}.{args.format or 'csv'}"
     rows = runs.filter_rows(runs.index_runs(args.root), args.filter)
-    frame = runs.export_frame(rows, epochs=args.epochs)
-    path = runs.write_frame(frame, output, args.format)
-    print(f"{len(frame)} rows: {path}")
+    count = runs.write_export(rows, output, args.format, epochs=args.epochs)
+    print(f"{count} rows: {output}")
     return 0
+
+
+# ---------------------------------------------------------------- printing
+
+
+def _print_table(
+    headers: Sequence[str],
+    rows: list[list[str] | None],
+    right: frozenset[int],
+    style: Callable[[int, str], str | None],
+) -> None:
+    """rows of cells (None: a rule between sections): a rich table on a terminal, plain
+    aligned text otherwise. `style(column, cell)` colours a cell on the terminal."""
+    if not sys.stdout.isatty():
+        body = [r for r in rows if r is not None]
+        widths = [max(len(c) for c in column) for column in zip(headers, *body, strict=True)]
+        lines = []
+        for row in [list(headers), *body]:
+            cells = [
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            ]
+            lines.append("  ".join(cells).rstrip())
+        return _emit("\n".join(lines) + "\n")
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, collapse_padding=True)
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="right" if i in right else "left", overflow="fold")
+    for row in rows:
+        if row is None:
+            table.add_section()
+        else:
+            table.add_row(*[Text(c, style=style(i, c) or "") for i, c in enumerate(row)])
+    Console().print(table)
+
+
+def _print_footer(text: str) -> None:
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        Console().print(text, style="dim", highlight=False, markup=False)
+    else:
+        _emit(text + "\n")
+
+
+def _emit(text: str) -> None:
+    """Write to stdout; a reader that stopped early (`| head`) ends the output quietly."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would report the flush at exit again: point stdout at /dev/null instead
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _model_cell(name: object, backbone: object) -> str:
@@ -123,7 +281,7 @@ def _model_cell(name: object, backbone: object) -> str:
     return f"from {backbone_label(str(backbone))}"
 
 
-def _cell(value, fmt: str | None = None) -> str:
+def _cell(value: Any, fmt: str | None = None) -> str:
     if value is None:
         return "-"
     if fmt and isinstance(value, int | float) and not isinstance(value, bool):
@@ -131,7 +289,7 @@ def _cell(value, fmt: str | None = None) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _duration(seconds) -> str:
+def _duration(seconds: Any) -> str:
     if not isinstance(seconds, int | float):
         return "-"
     if seconds < 60:

@@ -1,7 +1,8 @@
 """Groups of runs: the same config apart from the seed, summarised as mean ± std.
 
-`cnnlab train --seeds N` writes such a group into one folder; `runs list --group`, `runs compare`
-and the report find groups among any runs by comparing their flattened configs.
+`cnnlab train --seeds N` writes such a group into one folder (its runs plus group.json); `runs
+list --group`, `runs compare` and the report find groups among any runs by comparing their
+flattened configs.
 """
 
 from __future__ import annotations
@@ -48,16 +49,18 @@ class Stats:
     def to_dict(self) -> dict[str, float | int | None]:
         return {"mean": self.mean, "std": self.std, "min": self.min, "max": self.max, "n": self.n}
 
-    def format(self, percent: bool = False, digits: int | None = None, unit: str = "") -> str:
-        """'91.62 ± 0.21 % (n=5)', or '0.3120 ± 0.0040 (n=5)'; `digits` and `unit` for other
-        quantities ('12.3 ± 0.4 s (n=5)')."""
-        if percent:
-            scale, unit, digits = 100.0, " %", 2
-        else:
-            scale, unit, digits = 1.0, unit and f" {unit}", 4 if digits is None else digits
-        mean = f"{self.mean * scale:.{digits}f}"
-        spread = "" if self.std is None else f" ± {self.std * scale:.{digits}f}"
-        return f"{mean}{spread}{unit} (n={self.n})"
+    def format(
+        self, percent: bool = False, digits: int | None = None, unit: str = "", n: bool = True
+    ) -> str:
+        """'91.62 ± 0.21 % (n=5)', or '0.3120 ± 0.0040 (n=5)'; `digits` after the point and a
+        `unit` for other quantities ('12.3 ± 0.4 s (n=5)'); n=False without the count (a table
+        that gives it in the header)."""
+        scale, suffix, places = (100.0, " %", 2) if percent else (1.0, unit and f" {unit}", 4)
+        places = places if digits is None else digits
+        mean = f"{self.mean * scale:.{places}f}"
+        spread = "" if self.std is None else f" ± {self.std * scale:.{places}f}"
+        count = f" (n={self.n})" if n else ""
+        return f"{mean}{spread}{suffix}{count}"
 
 
 def stats(values: Sequence[Any]) -> Stats | None:

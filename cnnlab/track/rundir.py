@@ -6,9 +6,16 @@ It takes plain dicts and strings; it knows nothing of the trainer that calls it.
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import io
 import json
+import os
 import re
+import socket
+import weakref
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,8 @@ ROBUSTNESS_CSV = "robustness.csv"  # first row "corruption" + severities, first 
 ROBUSTNESS_MD = "robustness.md"
 ROBUSTNESS_PNG = "robustness.png"
 REPORT_NAME = "report.html"
+# Held (fcntl.flock, exclusive) by the one process writing the run; its text names that process.
+LOCK_NAME = ".lock"
 
 # TensorBoard tag of each per-epoch metric (the names users know from their own loops).
 TENSORBOARD_TAGS = {
@@ -46,17 +55,20 @@ class RunDir:
         self._csv_writer: csv.DictWriter | None = None
         self._tensorboard = None
         self._purge_step: int | None = None
+        self._lock: weakref.finalize | None = None
 
     @classmethod
     def create(cls, root: str | Path, name: str) -> RunDir:
         """A new, empty directory; never reuses one, so no earlier run is overwritten."""
         root = Path(root)
-        if root.exists() and not root.is_dir():
-            raise ConfigError(f"run.dir = {str(root)!r}: exists and is not a directory")
         try:
             root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise ConfigError(f"run.dir = {_shown(root)}: exists and is not a directory") from None
         except OSError as e:
-            raise ConfigError(f"run.dir = {str(root)!r}: cannot create it ({e.strerror})") from None
+            raise ConfigError(
+                f"run.dir = {_shown(root)}: cannot create it ({e.strerror})"
+            ) from None
         stem = f"{run_stamp()}-{_safe_name(name)}"
         for attempt in range(1, 1000):
             path = root / (stem if attempt == 1 else f"{stem}-{attempt}")
@@ -64,8 +76,12 @@ class RunDir:
                 path.mkdir()
             except FileExistsError:
                 continue
+            except OSError as e:
+                raise _name_error(root, path, name, e) from None
+            run = cls(path)
+            run.lock()  # before config.yaml exists, so no listing ever sees it unlocked
             (path / "checkpoints").mkdir()
-            return cls(path)
+            return run
         raise ConfigError(f"run.dir = {str(root)!r}: too many runs named {stem}")
 
     @classmethod
@@ -73,6 +89,7 @@ class RunDir:
         """An existing run directory, its metric files cut back to `history` (the epochs its
         checkpoint knows): epochs logged after that checkpoint will be trained again."""
         run = cls(path)
+        run.lock()  # a second `--resume` of the same run stops here, before changing a file
         run.rewrite_metrics(history)
         # TensorBoard drops its events from this epoch on, for the same reason.
         run._purge_step = len(history) + 1
@@ -124,8 +141,129 @@ class RunDir:
             )
         return self._tensorboard
 
+    def lock(self) -> None:
+        """Become the one writer of this run: an exclusive flock on <run>/.lock, whose text says
+        who holds it. The kernel drops the lock when the process ends, however it ends, so a
+        crashed writer never leaves a stale one (on this host). ConfigError if another holds it."""
+        if self._lock is not None:
+            return
+        try:
+            fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise ConfigError(f"{self.path}: cannot write its {LOCK_NAME} ({e.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = read_holder(self.path)
+            os.close(fd)
+            who = holder.describe() if holder else "another process"
+            raise ConfigError(
+                f"{self.path}: already being written by {who}; wait for it to end (or stop it)"
+            ) from None
+        try:
+            os.ftruncate(fd, 0)  # fails on anything but a regular file
+            os.write(fd, Holder.of_this_process().to_json().encode())
+        except OSError as e:
+            os.close(fd)
+            raise ConfigError(f"{self.path}: cannot write its {LOCK_NAME} ({e.strerror})") from None
+        # Released by close(), or when this object is garbage-collected without one.
+        self._lock = weakref.finalize(self, _release, fd)
+
     def close(self) -> None:
         if self._csv_file is not None:
             self._csv_file.close()
         if self._tensorboard is not None:
             self._tensorboard.close()
+        if self._lock is not None:
+            self._lock()
+            self._lock = None
+
+
+def _release(fd: int) -> None:
+    # LOCK_UN first: a forked child (a DataLoader worker) sharing the descriptor would
+    # otherwise keep the lock held after this process closed its copy.
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def _shown(path: Path | str) -> str:
+    """A path quoted for a one-line error, its middle cut when it is very long."""
+    text = str(path)
+    return repr(text if len(text) <= 160 else f"{text[:100]}…{text[-50:]}")
+
+
+def _name_error(root: Path, path: Path, name: str, error: OSError) -> ConfigError:
+    """A run directory that cannot be made, as one line naming the key to change."""
+    if error.errno != errno.ENAMETOOLONG:
+        return ConfigError(
+            f"run.dir = {_shown(root)}: cannot create {path.name} ({error.strerror})"
+        )
+    try:
+        name_max = os.pathconf(root, "PC_NAME_MAX")  # bytes in one name, 255 on ext4
+    except (OSError, ValueError):
+        name_max = 255
+    size = len(os.fsencode(path.name))
+    if size > name_max:
+        return ConfigError(
+            f"run.name = {_shown(name)}: the run directory's name would be {size} bytes, more than "
+            f"the {name_max} the file system allows; use a shorter run.name"
+        )
+    return ConfigError(
+        f"run.dir = {_shown(root)}: the run directory's path would be too long for the file "
+        f"system ({len(os.fsencode(str(path)))} bytes); use a shorter run.dir or run.name"
+    )
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a run's lock, from the text of its .lock file."""
+
+    pid: int
+    host: str
+    since: str  # "2026-11-23 12:25:13", local time of the holder
+
+    @classmethod
+    def of_this_process(cls) -> Holder:
+        return cls(os.getpid(), socket.gethostname(), f"{datetime.now():%Y-%m-%d %H:%M:%S}")
+
+    def to_json(self) -> str:
+        return json.dumps({"pid": self.pid, "host": self.host, "since": self.since}) + "\n"
+
+    @property
+    def here(self) -> bool:
+        """On this host, where flock tells whether the holder still runs."""
+        return self.host == socket.gethostname()
+
+    def describe(self) -> str:
+        return f"pid {self.pid}@{self.host} (since {self.since})"
+
+
+def read_holder(path: Path) -> Holder | None:
+    """The last writer named in <path>/.lock, None when there is none or it is not ours."""
+    try:
+        fd = os.open(path / LOCK_NAME, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = json.loads(os.read(fd, 4096))  # a few dozen bytes when cnnlab wrote it
+        return Holder(int(data["pid"]), str(data["host"]), str(data["since"]))
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def writer_alive(path: Path) -> bool | None:
+    """Whether a process on this host holds the run's lock now; None without a .lock file."""
+    try:
+        # O_NONBLOCK: a .lock that is a FIFO must not block the listing
+        fd = os.open(path / LOCK_NAME, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # also drops the shared lock just taken
+    return False

@@ -1,7 +1,9 @@
 """Many run directories at once: filter, sort, compare, plot and export them.
 
-`cnnlab runs` formats what these functions return; the report and sweeps reuse them. The rows
-come from the cached index of cnnlab.track.runindex (index_runs, read_row), re-exported here.
+`cnnlab runs` formats what these functions return; the report reuses them. The runs come from
+the cached index of cnnlab.track.runindex (index_runs, read_row), re-exported here with the
+writers of cnnlab.track.export, as Run objects (cnnlab.track.registry) whose table views
+(flat_config, scalars, get) they use.
 """
 
 from __future__ import annotations
@@ -16,18 +18,19 @@ from typing import Any
 
 import yaml
 
-from cnnlab.atomic import atomic_path
 from cnnlab.config.schema import DEFAULT_RUN_DIR
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.registry import did_you_mean
 from cnnlab.track.curves import differing_keys
+from cnnlab.track.export import check_output, export_frame, export_rows, write_export, write_frame
+from cnnlab.track.groups import group_by_experiment, stats
+from cnnlab.track.registry import Run
 from cnnlab.track.runindex import (
     ALIASES,
     INDEX_NAME,
     INDEX_VERSION,
     ROW_KEYS,
     WATCHED,
-    RunRow,
     find_run_dirs,
     index_runs,
     read_row,
@@ -42,13 +45,16 @@ __all__ = [
     "SUMMARY_KEYS",
     "WATCHED",
     "Comparison",
-    "RunRow",
+    "Run",
     "check_key",
+    "check_output",
     "compare",
     "descending",
     "export_frame",
+    "export_rows",
     "filter_rows",
     "find_run_dirs",
+    "group_label",
     "index_runs",
     "known_keys",
     "parse_filter",
@@ -56,7 +62,9 @@ __all__ = [
     "plot_runs",
     "read_row",
     "resolve_run",
+    "sort_groups",
     "sort_rows",
+    "write_export",
     "write_frame",
 ]
 
@@ -101,22 +109,22 @@ _MISSING = object()
 # ---------------------------------------------------------------- filtering and sorting
 
 
-def known_keys(rows: Iterable[RunRow]) -> list[str]:
+def known_keys(rows: Iterable[Run]) -> list[str]:
     """Every key a filter or sort may name: row fields, table aliases, summary keys and the
     dotted config keys of the schema and of the runs (old runs may have keys no longer in it)."""
     from cnnlab.config.schema import valid_keys
 
     keys = dict.fromkeys([*ROW_KEYS, *ALIASES, *SUMMARY_KEYS, *valid_keys()])
     for row in rows:
-        keys |= dict.fromkeys(row.summary)
-        keys |= dict.fromkeys(row.config)
+        keys |= dict.fromkeys(row.scalars)
+        keys |= dict.fromkeys(row.flat_config)
     return list(keys)
 
 
-def check_key(key: str, rows: list[RunRow], option: str) -> None:
+def check_key(key: str, rows: list[Run], option: str) -> None:
     """ConfigError naming the key (and a close match) unless some run or the schema has it."""
     key = ALIASES.get(key, key)
-    if key in ROW_KEYS or any(key in r.summary or key in r.config for r in rows):
+    if key in ROW_KEYS or any(key in r.scalars or key in r.flat_config for r in rows):
         return
     keys = known_keys(rows)
     if key not in keys:
@@ -136,7 +144,7 @@ def parse_filter(text: str) -> tuple[str, str, Any]:
     return key, op, value
 
 
-def filter_rows(rows: list[RunRow], filters: Iterable[str]) -> list[RunRow]:
+def filter_rows(rows: list[Run], filters: Iterable[str]) -> list[Run]:
     """The runs that match every filter; a run without the key never matches."""
     for text in filters:
         key, op, value = parse_filter(text)
@@ -168,16 +176,33 @@ def descending(key: str) -> bool:
     return key.endswith("acc") or key in ("date", "images_per_second")
 
 
-def sort_rows(rows: list[RunRow], key: str = "date", reverse: bool = False) -> list[RunRow]:
+def sort_rows(rows: list[Run], key: str = "date", reverse: bool = False) -> list[Run]:
     """Sorted by `key` (see descending; `reverse` flips it); runs without a value go last."""
     check_key(key, rows, f"--sort {key}")
-    present = [r for r in rows if r.get(key) is not None]
-    absent = [r for r in rows if r.get(key) is None]
+    return _sorted([(r.get(key), r.name, r) for r in rows], key, reverse)
+
+
+def sort_groups(groups: list[list[Run]], key: str = "date", reverse: bool = False):
+    """Groups of runs (see compare) sorted as sort_rows sorts runs, by the mean of `key` over
+    each group's runs (by its first run's value where `key` is not a number)."""
+    check_key(key, [r for g in groups for r in g], f"--sort {key}")
+    items = []
+    for group in groups:
+        values = [r.get(key) for r in group]
+        mean = stats(values)
+        items.append((mean.mean if mean else values[0], group[0].name, group))
+    return _sorted(items, key, reverse)
+
+
+def _sorted(items: list[tuple[Any, str, Any]], key: str, reverse: bool) -> list:
+    """(value, name, item) sorted by value, then name; None values last."""
+    present = [i for i in items if i[0] is not None]
+    absent = [i[2] for i in items if i[0] is None]
     down = descending(key) != reverse
     # name breaks ties so equal values keep a stable, readable order
-    present.sort(key=lambda r: r.name, reverse=down)
-    present.sort(key=lambda r: _order(r.get(key)), reverse=down)
-    return present + absent
+    present.sort(key=lambda i: i[1], reverse=down)
+    present.sort(key=lambda i: _order(i[0]), reverse=down)
+    return [i[2] for i in present] + absent
 
 
 def _order(value: Any) -> tuple[int, Any]:
@@ -204,22 +229,52 @@ def resolve_run(arg: str | Path, root: str | Path = DEFAULT_RUN_DIR) -> Path:
 
 @dataclass(frozen=True)
 class Comparison:
-    names: list[str]  # a column header per run
-    config: list[tuple[str, list[Any]]]  # (dotted key, value per run), only keys that differ
-    summary: list[tuple[str, list[Any]]]  # (summary key, value per run), COMPARED
+    names: list[str]  # a column header per run, or per group of seeds
+    config: list[tuple[str, list[Any]]]  # (dotted key, value per column), only keys that differ
+    summary: list[tuple[str, list[Any]]]  # (summary key, value per column: a group's are Stats)
+    sizes: list[int]  # runs per column
 
 
-def compare(rows: list[RunRow]) -> Comparison:
-
-    names = [r.path.name for r in rows]
+def compare(rows: list[Run], group: bool = True) -> Comparison:
+    """The config keys that differ and the COMPARED results, a column per run. With `group`,
+    runs of one experiment (configs equal apart from NOT_THE_EXPERIMENT: the seed and names)
+    share a column whose numbers are Stats (mean ± std), its train.seed the list of seeds."""
+    columns = group_by_experiment(rows, _flat) if group else [[r] for r in rows]
+    names = [group_label(c) if len(c) > 1 else c[0].path.name for c in columns]
     if len(set(names)) < len(names):  # sweep trials share names across sweeps
-        names = [str(r.path) for r in rows]
-    keys = differing_keys([r.config for r in rows])
-    return Comparison(
-        names=names,
-        config=[(k, [r.config.get(k) for r in rows]) for k in keys],
-        summary=[(k, [r.summary.get(k) for r in rows]) for k in COMPARED],
-    )
+        names = [group_label(c) if len(c) > 1 else str(c[0].path) for c in columns]
+    firsts = [_flat(c[0]) for c in columns]
+    config = [(k, [f.get(k) for f in firsts]) for k in differing_keys(firsts)]
+    if any(len(c) > 1 for c in columns):
+        seeds = [[r.flat_config.get("train.seed") for r in c] for c in columns]
+        config.append(("train.seed", [s if len(s) > 1 else s[0] for s in seeds]))
+    summary = [(k, [_column_value(c, k) for c in columns]) for k in COMPARED]
+    return Comparison(names, config, summary, [len(c) for c in columns])
+
+
+def _flat(run: Run) -> dict[str, Any]:
+    return dict(run.flat_config)
+
+
+def _column_value(runs: list[Run], key: str) -> Any:
+    values = [r.get(key) for r in runs]
+    if len(runs) == 1:
+        return values[0]
+    if key == "status":
+        counts = {v: values.count(v) for v in values}
+        return ", ".join(f"{v} ×{n}" if n > 1 else str(v) for v, n in counts.items())
+    return stats(values)
+
+
+def group_label(runs: list[Run]) -> str:
+    """A group's name: its folder (`cnnlab train --seeds` writes one with group.json), else
+    its first run's name; tables add the number of runs."""
+    parents = {r.path.parent for r in runs}
+    if len(parents) == 1:
+        parent = parents.pop()
+        if (parent / "group.json").is_file():
+            return parent.name
+    return runs[0].path.name
 
 
 def plot_metrics(metric: str, available: Iterable[str]) -> list[str]:
@@ -245,71 +300,3 @@ def plot_runs(paths: list[Path], metric: str, log: bool = False):
     runs = [load_run(p) for p in paths]
     available = [k for r in runs for m in r.metrics for k in m if k not in ("epoch", "step")]
     return plot_curves(runs, plot_metrics(metric, available), log=log)
-
-
-# ---------------------------------------------------------------- exporting
-
-
-def export_frame(rows: list[RunRow], epochs: bool = False):
-    """A pandas DataFrame: one row per run (name, path, date, summary scalars, dotted config
-    keys), or with `epochs` one row per run and epoch (run, path, then metrics.jsonl's keys).
-    Lists and dicts become JSON strings so CSV and Parquet store them alike."""
-    import pandas as pd
-
-    records: list[dict[str, Any]] = []
-    for row in rows:
-        if epochs:
-            from cnnlab.track.registry import load_run
-
-            for m in load_run(row.path).metrics:
-                records.append({"run": row.name, "path": str(row.path), **m})
-        else:
-            records.append(
-                {
-                    "name": row.name,
-                    "path": str(row.path),
-                    "date": row.date,
-                    **row.summary,
-                    **row.config,
-                }
-            )
-    records = [{k: _cell(v) for k, v in r.items()} for r in records]
-    frame = pd.DataFrame.from_records(records)
-    for column in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
-        kinds = {_kind(v) for v in frame[column] if v is not None and v == v}
-        if len(kinds) > 1:  # Parquet wants one type per column: "auto" and 32 -> strings
-            frame[column] = frame[column].map(lambda v: v if v is None else str(v))
-    return frame
-
-
-def _kind(value: Any) -> str:
-    return (
-        "number"
-        if isinstance(value, int | float) and not isinstance(value, bool)
-        else str(type(value))
-    )
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, list | tuple | dict):
-        return json.dumps(value)
-    return value
-
-
-def write_frame(frame, path: str | Path, fmt: str | None = None) -> Path:
-    """Write a DataFrame as CSV or Parquet (`fmt`, else from the suffix), atomically."""
-    path = Path(path)
-    fmt = fmt or ("parquet" if path.suffix == ".parquet" else "csv")
-    if fmt == "parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise ConfigError("--format parquet needs pyarrow: pip install pyarrow") from None
-    elif fmt != "csv":
-        raise ConfigError(f"--format {fmt}: expected csv or parquet")
-    with atomic_path(path) as tmp:
-        if fmt == "parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False)
-    return path

@@ -51,7 +51,8 @@ def test_create_makes_a_timestamped_directory_with_checkpoints(tmp_path):
     assert m and before <= m.group(1) <= after
     assert run.checkpoints == run.path / "checkpoints"
     assert run.checkpoints.is_dir()
-    assert [p.name for p in run.path.iterdir()] == ["checkpoints"]  # otherwise empty
+    # otherwise empty; .lock says which process writes the run (see test_run_lock.py)
+    assert sorted(p.name for p in run.path.iterdir()) == [".lock", "checkpoints"]
 
 
 def test_create_makes_missing_parent_directories(tmp_path):
@@ -174,7 +175,7 @@ def test_write_summary_writes_valid_json(tmp_path):
     assert json.loads((run.path / "summary.json").read_text()) == summary
     run.write_summary({**summary, "status": "failed"})  # overwrites
     assert json.loads((run.path / "summary.json").read_text())["status"] == "failed"
-    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoints", "summary.json"]
+    assert sorted(p.name for p in run.path.iterdir()) == [".lock", "checkpoints", "summary.json"]
 
 
 def test_failed_summary_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, monkeypatch):
@@ -188,7 +189,7 @@ def test_failed_summary_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_pat
     with pytest.raises(OSError):
         run.write_summary({"status": "failed", "best_val_acc": 0.5})
     assert json.loads((run.path / "summary.json").read_text()) == {"status": "completed"}
-    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoints", "summary.json"]
+    assert sorted(p.name for p in run.path.iterdir()) == [".lock", "checkpoints", "summary.json"]
 
 
 def test_write_text_writes_a_named_file(tmp_path):

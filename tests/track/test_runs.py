@@ -3,6 +3,7 @@ filtering, the index cache and exports are checked on exactly known values."""
 
 import json
 import os
+import sqlite3
 import time
 
 import pandas as pd
@@ -14,17 +15,18 @@ from cnnlab.cli import main
 from cnnlab.config.schema import Config
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.track import curves, runindex, runs
+from cnnlab.track.rundir import RunDir
 
 BASE = Config().to_dict()
 
 
-def make_run(root, name, *, lr=0.01, opt="adam", test_acc=0.9, summary=True, epochs=3):
+def make_run(root, name, *, lr=0.01, opt="adam", test_acc=0.9, summary=True, epochs=3, seed=0):
     """A run directory as `cnnlab train` leaves it (the files the table and plots read)."""
     path = root / name
     path.mkdir(parents=True)
     config = json.loads(json.dumps(BASE))
     config["optim"].update(lr=lr, name=opt)
-    config["train"]["epochs"] = epochs
+    config["train"].update(epochs=epochs, seed=seed)
     (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     metrics = [
         {
@@ -79,7 +81,7 @@ def test_index_reads_config_and_summary_and_dates(root):
     assert a.get("optim.lr") == 0.1 and a.get("lr") == 0.1 and a.get("optimizer") == "sgd"
     assert a.get("test_acc") == 0.80 and a.get("time") == 30.0
     assert a.get("versions.torch") == "2.x"  # nested summary keys are flattened
-    assert "diagnosis" not in a.summary  # lists are not table material
+    assert "diagnosis" not in a.scalars  # lists are not table material
 
 
 def test_sort_accuracies_descend_others_ascend_none_last(root):
@@ -127,14 +129,24 @@ def test_bad_filter_or_sort_key_names_it(root):
 
 def count_reads(monkeypatch):
     reads = []
-    real = runindex._read_fields
+    real = runindex.read_fields
 
     def counting(path):
         reads.append(path.name)
         return real(path)
 
-    monkeypatch.setattr(runindex, "_read_fields", counting)
+    monkeypatch.setattr(runindex, "read_fields", counting)
     return reads
+
+
+def table(rows):
+    """What a listing shows of each run."""
+    return [(r.name, r.date, r.scalars, dict(r.flat_config)) for r in rows]
+
+
+def cached_names(root):
+    with sqlite3.connect(root / runs.INDEX_NAME) as db:
+        return sorted(name for (name,) in db.execute("SELECT name FROM runs"))
 
 
 def test_index_cache_is_used_and_invalidated(root, monkeypatch):
@@ -142,17 +154,21 @@ def test_index_cache_is_used_and_invalidated(root, monkeypatch):
     first = runs.index_runs(root)
     assert len(reads) == 3 and (root / runs.INDEX_NAME).is_file()
     reads.clear()
-    assert runs.index_runs(root) == first
+    assert table(runs.index_runs(root)) == table(first)
     assert reads == []  # nothing changed: nothing parsed
 
-    # a still-running run: listed from its metrics, then its summary appears
+    # a still-running run (its trainer holds the lock): listed from its metrics, then its
+    # summary appears
     running = make_run(root, "20260101-000004-d", test_acc=0.7, summary=False)
+    writer = RunDir(running)
+    writer.lock()
     rows = runs.index_runs(root)
     assert reads == ["20260101-000004-d"]
     assert rows[-1].get("status") == "running" and rows[-1].get("epochs_run") == 3
     assert rows[-1].get("best_val_acc") == pytest.approx(0.7)
     reads.clear()
     write_summary(running, test_acc=0.75)
+    writer.close()
     rows = runs.index_runs(root)
     assert reads == ["20260101-000004-d"]
     assert rows[-1].get("status") == "completed" and rows[-1].get("test_acc") == 0.75
@@ -173,14 +189,13 @@ def test_index_cache_is_used_and_invalidated(root, monkeypatch):
     (root / "20260101-000002-b").rmdir()
     rows = runs.index_runs(root)
     assert reads == [] and "20260101-000002-b" not in names(rows)
-    index = json.loads((root / runs.INDEX_NAME).read_text())
-    assert "20260101-000002-b" not in index["runs"]
+    assert cached_names(root) == ["20260101-000001-a", "20260101-000003-c", "20260101-000004-d"]
 
 
 def test_a_corrupt_index_is_rebuilt(root):
     (root / runs.INDEX_NAME).write_text("{not json")
     assert len(runs.index_runs(root)) == 3
-    assert json.loads((root / runs.INDEX_NAME).read_text())["version"] == runs.INDEX_VERSION
+    assert len(cached_names(root)) == 3
 
 
 def test_sweep_folders_one_level_deeper_and_unreadable_runs(root):
@@ -198,13 +213,14 @@ def test_sweep_folders_one_level_deeper_and_unreadable_runs(root):
 def test_thousand_runs_list_fast_once_cached(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     one = make_run(root, "20260101-000000-r0000")
-    files = {name: (one / name).read_text() for name in runs.WATCHED + ("summary.json",)}
+    files = {name: (one / name).read_text() for name in runs.WATCHED}
     for i in range(1, 1000):
         path = root / f"20260101-{i:06d}-r{i:04d}"
         path.mkdir()
         for name, text in files.items():
             (path / name).write_text(text)
     reads = count_reads(monkeypatch)
+    monkeypatch.setattr(runindex, "PARALLEL_FROM", 10**6)  # read here, where reads are counted
     start = time.perf_counter()
     assert len(runs.index_runs(root)) == 1000 and len(reads) == 1000
     first = time.perf_counter() - start
@@ -283,7 +299,8 @@ def test_cli_list_prints_the_table(root, capsys):
     lines = out.strip().splitlines()
     assert "20260101-000002-b" in lines[1] and "95.00%" in lines[1] and "completed" in lines[1]
     assert "20260101-000003-c" in lines[2]
-    assert "000001-a" not in out and lines[-1] == f"2 of 3 runs in {root}"
+    assert "000001-a" not in out
+    assert lines[-1] == f"2 of 3 runs in {root}; 1 more row not shown (--limit 0 shows all)"
 
 
 def test_cli_list_filters_to_nothing(root, capsys):
@@ -353,3 +370,118 @@ def test_export_parquet_without_pyarrow_is_one_line(root, tmp_path, capsys, monk
     out = tmp_path / "x.parquet"
     assert main(["runs", "export", "--root", str(root), "-o", str(out)]) == 2
     assert "pip install pyarrow" in capsys.readouterr().err and not out.exists()
+
+
+def test_cli_list_of_a_missing_root_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["runs", "list", "--root", str(tmp_path / "nonexistent")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such directory" in err
+
+
+def test_piped_tables_are_never_wrapped_or_folded(root, capsys):
+    long = make_run(root, "20260101-000004-" + "a-rather-long-run-name" * 4, lr=0.5)
+    assert main(["runs", "list", "--root", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + 4 + 1  # header, a line per run, the count
+    assert any(long.name in line and "completed" in line for line in lines)
+    assert main(["runs", "compare", *[str(p) for p in sorted(root.iterdir()) if p.is_dir()]]) == 0
+    out = capsys.readouterr().out
+    [lr_line] = [line for line in out.splitlines() if line.startswith("optim.lr")]
+    assert lr_line.split()[1:] == ["0.1", "0.01", "0.001", "0.5"]
+    header = out.splitlines()[0]
+    assert header.endswith(long.name) and len(header) > 80  # whole, on one line
+
+
+def test_list_shows_a_page_on_a_terminal_and_says_how_many_are_left(tmp_path, capsys, monkeypatch):
+    from cnnlab.cli.runs_commands import LIST_LIMIT
+
+    for i in range(LIST_LIMIT + 5):
+        make_run(tmp_path, f"20260101-{i:06d}-r{i}")
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "250")  # a wide terminal: rich folds nothing
+    assert main(["runs", "list", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("completed") == LIST_LIMIT
+    assert f"{LIST_LIMIT} of {LIST_LIMIT + 5} runs" in out and "5 more rows not shown" in out
+    assert main(["runs", "list", "--root", str(tmp_path), "--limit", "0"]) == 0
+    assert capsys.readouterr().out.count("completed") == LIST_LIMIT + 5
+
+
+def seeds(root, name, lr, accs):
+    """A group folder as `cnnlab train --seeds` writes it: runs of one config, group.json."""
+    folder = root / name
+    for seed, acc in enumerate(accs):
+        make_run(folder, f"20260102-00000{seed}-s{seed}", lr=lr, test_acc=acc, seed=seed)
+    (folder / "group.json").write_text("{}")
+    return folder
+
+
+def test_list_group_folds_seeds_into_one_row_with_mean_and_std(root, capsys):
+    from cnnlab.track.groups import stats
+
+    seeds(root, "lr-0.3", 0.3, [0.91, 0.92, 0.96])
+    assert main(["runs", "list", "--root", str(root), "--group", "--sort", "test_acc"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + 4 + 1
+    expected = stats([0.91, 0.92, 0.96]).format(percent=True, n=False).replace(" %", "%")
+    assert lines[1].startswith("20260101-000002-b")  # 95 %, then the group's mean of 93 %
+    assert lines[2].startswith("lr-0.3 (3 runs)") and expected in lines[2]
+    assert "completed ×3" in lines[2]
+    assert lines[-1] == f"6 of 6 runs in {root}, in 4 rows"
+
+
+def test_compare_shows_seeds_of_one_config_as_one_column(root, capsys):
+    from cnnlab.track.groups import stats
+
+    folder = seeds(root, "lr-0.3", 0.3, [0.91, 0.92, 0.96])
+    paths = [str(p) for p in sorted(folder.glob("2026*"))] + [str(root / "20260101-000001-a")]
+    result = runs.compare([runs.read_row(p) for p in paths])
+    assert result.names == ["lr-0.3", "20260101-000001-a"] and result.sizes == [3, 1]
+    assert dict(result.config)["train.seed"] == [[0, 1, 2], 0]
+    assert dict(result.summary)["test_acc"][0] == stats([0.91, 0.92, 0.96])
+    assert main(["runs", "compare", *paths]) == 0
+    out = capsys.readouterr().out
+    assert "lr-0.3 (n=3)" in out and "93.00 ± 2.65%" in out and "completed ×3" in out
+    assert main(["runs", "compare", "--each", *paths]) == 0
+    assert "(n=3)" not in capsys.readouterr().out
+
+
+def test_export_keeps_integers_integers_even_where_a_run_lacks_them(root, tmp_path):
+    make_run(root, "20260101-000004-d", summary=False)  # killed: no best_epoch
+    out = tmp_path / "runs.csv"
+    assert main(["runs", "export", "--root", str(root), "-o", str(out)]) == 0
+    header, *rows = out.read_text().splitlines()
+    column = header.split(",").index("best_epoch")
+    assert [r.split(",")[column] for r in rows] == ["3", "3", "3", ""]
+    assert list(runs.export_frame(runs.index_runs(root))["best_epoch"])[:3] == [3, 3, 3]
+
+
+def test_export_epochs_skips_the_line_a_running_trainer_is_appending(root, tmp_path):
+    with open(root / "20260101-000001-a" / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 4, "train_lo')
+    out = tmp_path / "epochs.csv"
+    assert main(["runs", "export", "--root", str(root), "--epochs", "-o", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 9
+
+
+@pytest.mark.parametrize("command", ["export", "plot", "report"])
+@pytest.mark.parametrize("where", ["a directory", "a missing folder", "under a file"])
+def test_output_paths_that_cannot_be_written_are_one_line_errors(
+    root, tmp_path, capsys, command, where
+):
+    (tmp_path / "file").write_text("")
+    target = {
+        "a directory": tmp_path,
+        "a missing folder": tmp_path / "new" / "dir" / "x.out",
+        "under a file": tmp_path / "file" / "x.out",
+    }[where]
+    run = str(root / "20260101-000001-a")
+    args = {
+        "export": ["runs", "export", "--root", str(root)],
+        "plot": ["runs", "plot", run],
+        "report": ["report", run],
+    }[command]
+    assert main([*args, "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(target) in err
+    assert not (tmp_path / "new").exists()  # no chain of folders made
