@@ -81,7 +81,10 @@ def attr(name: str, value: str) -> str:
 
 
 def status(run: Run) -> str:
-    return str(run.summary.get("status", "running (no summary.json yet)"))
+    """summary.json's status, else the run's lock decides: running, or killed."""
+    if "status" in run.summary:
+        return str(run.summary["status"])
+    return f"{run.status} (no summary.json yet)"
 
 
 def pct(value: float | None) -> str:

@@ -6,7 +6,6 @@ module decides whether a run may be resumed, and with which changes.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ from rich.console import Console
 
 from cnnlab.checkpoint import load_state
 from cnnlab.config import Config, load_config
-from cnnlab.errors import ConfigError
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.track.registry import read_summary
 from cnnlab.track.rundir import RunDir
 from cnnlab.training.device import kernel_mode, resolve_device
 from cnnlab.training.experiment import RunResult, build, console, run
@@ -72,8 +72,8 @@ def _refuse_finished(path: Path, state: FitState, config: Config) -> None:
 
 def _summary_status(path: Path) -> str | None:
     try:
-        return json.loads((path / "summary.json").read_text())["status"]
-    except (OSError, ValueError, KeyError):
+        return read_summary(path / "summary.json").get("status")
+    except CnnlabError:  # damaged: resuming decides from last.ckpt alone
         return None
 
 

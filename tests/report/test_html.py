@@ -203,11 +203,19 @@ def pixels_png() -> bytes:
 
 
 def test_a_run_still_going_has_a_page_too(run_copy):
+    from cnnlab.track.rundir import RunDir
+
     (run_copy / "summary.json").unlink()
     (run_copy / "metrics.jsonl").unlink()
-    page = write_report([run_copy]).read_text()
+    writer = RunDir.reopen(run_copy, [])  # a trainer holds the run's lock
+    try:
+        page = write_report([run_copy]).read_text()
+    finally:
+        writer.close()
     assert "running (no summary.json yet)" in page and "no epochs finished yet" in page
     assert "data:image/png" not in page
+    killed = write_report([run_copy]).read_text()  # no writer any more: it was killed
+    assert "killed (no summary.json yet)" in killed
 
 
 def test_not_a_run_directory_is_a_config_error(tmp_path):
