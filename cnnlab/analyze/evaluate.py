@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnlab.analyze.trained import TrainedRun
+from cnnlab.analyze.trained import TrainedModel
 from cnnlab.atomic import atomic_path, write_text_atomic
 from cnnlab.augment.tta import build_views
 from cnnlab.config import Config
@@ -96,7 +96,7 @@ class EvalResult:
 
 
 def evaluate_run(
-    run: TrainedRun,
+    run: TrainedModel,
     split: str = "val",
     tta: bool = False,
     top_k: tuple[int, ...] = (1, EVAL.top_k),
@@ -166,7 +166,7 @@ def tta_views(config: Config) -> list[Any]:
 
 
 def _pass(
-    run: TrainedRun, split: str, specs: list[Any], ks: list[int]
+    run: TrainedModel, split: str, specs: list[Any], ks: list[int]
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Per image: loss, prediction, and for each k whether the label is among the top k; from
     training's own evaluation pass, so that the numbers match summary.json's."""

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.analyze.trained import TrainedRun
+from cnnlab.analyze.trained import TrainedModel
 from cnnlab.atomic import atomic_path, write_text_atomic
 from cnnlab.augment.ops import OPS
 from cnnlab.data.imageset import ImageSet
@@ -290,7 +290,7 @@ def select(only: str | Sequence[str] | None) -> list[str]:
     return names
 
 
-def default_split(run: TrainedRun) -> str:
+def default_split(run: TrainedModel) -> str:
     return "test" if run.bundle.test is not None else "val"
 
 
@@ -300,7 +300,7 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def suite_precision(run: TrainedRun, precision: str = "auto") -> str:
+def suite_precision(run: TrainedModel, precision: str = "auto") -> str:
     """--precision auto: the run's train.precision, except that an fp32 run on a CPU with AMX
     runs in bf16 autocast. The suite is ~47 passes; there bf16 makes it 3.2x faster (Fashion-
     MNIST test, default cnn: 127 s -> 38 s) and moves the mCE by 0.04 points, each cell by at
@@ -313,7 +313,7 @@ def suite_precision(run: TrainedRun, precision: str = "auto") -> str:
 
 
 def robustness(
-    run: TrainedRun,
+    run: TrainedModel,
     split: str | None = None,
     severities: Sequence[int] = SEVERITIES,
     batch_size: int | None = None,

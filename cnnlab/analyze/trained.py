@@ -1,5 +1,5 @@
-"""A finished run, loaded back for analysis: its config, its data, its model with the weights
-evaluation used (best.safetensors: the EMA weights when train.ema was on)."""
+"""A finished run's trained model, loaded back for analysis: its config, its data, its model
+with the weights evaluation used (best.safetensors: the EMA weights when train.ema was on)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ SPLITS = ("val", "test")
 
 
 @dataclass
-class TrainedRun:
+class TrainedModel:
     path: Path
     config: Config
     model: nn.Module  # in eval mode, on `device`
@@ -60,7 +60,7 @@ class TrainedRun:
 
 def load_trained(
     run_dir: str | Path, overrides: list[str] = (), device: str | None = None
-) -> TrainedRun:
+) -> TrainedModel:
     """`overrides` change the data side (e.g. data.root=... to evaluate on a copy elsewhere)."""
     run = load_run(run_dir)
     best = run.path / "checkpoints" / "best.safetensors"
@@ -72,7 +72,7 @@ def load_trained(
     info = bundle.info
     model = models.build(config, info, weights=False)  # the weights are the run's own, below
     model.load_state_dict(load_weights(best))
-    trained = TrainedRun(run.path, config, model.to(torch_device).eval(), bundle, torch_device)
+    trained = TrainedModel(run.path, config, model.to(torch_device).eval(), bundle, torch_device)
     if trained.channels_last:
         trained.model.to(memory_format=torch.channels_last)
     return trained

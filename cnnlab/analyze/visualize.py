@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.analyze.trained import TrainedRun
+from cnnlab.analyze.trained import TrainedModel
 from cnnlab.atomic import atomic_path
 from cnnlab.errors import ConfigError
 from cnnlab.imagegrid import save_grid
@@ -126,7 +126,7 @@ def heat_overlay(images: torch.Tensor, cams: torch.Tensor, alpha: float = 0.5) -
     return _to_uint8((1 - alpha) * gray.cpu() + alpha * heat.float())
 
 
-def _inputs(run: TrainedRun, images: torch.Tensor) -> torch.Tensor:
+def _inputs(run: TrainedModel, images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, C, H, W) -> normalised float on the run's device, as in training."""
     c = images.shape[1]
     mean = torch.tensor(run.info.mean, device=run.device).view(1, c, 1, 1)
@@ -134,14 +134,16 @@ def _inputs(run: TrainedRun, images: torch.Tensor) -> torch.Tensor:
     return (images.to(run.device).float() / 255.0 - mean) / std
 
 
-def _pick(run: TrainedRun, split: str, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _pick(
+    run: TrainedModel, split: str, n: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """n images of the split, spread at random (fixed seed), with their labels."""
     data = run.images(split)
     index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[: max(1, n)]
     return data.images[index], data.labels[index]
 
 
-def write_filters(run: TrainedRun, path: Path | None = None, per_row: int = 8) -> Path:
+def write_filters(run: TrainedModel, path: Path | None = None, per_row: int = 8) -> Path:
     found = convs(run.model)
     if not found:
         raise ConfigError(f"{run.config.model.name} has no Conv2d layer: no filters to show")
@@ -158,7 +160,7 @@ def write_filters(run: TrainedRun, path: Path | None = None, per_row: int = 8) -
 
 
 def write_gradcam(
-    run: TrainedRun,
+    run: TrainedModel,
     n: int = 16,
     layer: str | None = None,
     split: str = "val",
@@ -182,7 +184,7 @@ def write_gradcam(
 
 
 def write_activations(
-    run: TrainedRun,
+    run: TrainedModel,
     layer: str,
     n_images: int = 4,
     channels: int = 16,
