@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from cnnlab.atomic import atomic_path
+from cnnlab.config.safe_yaml import load_yaml, quote
 from cnnlab.config.schema import DEFAULT_RUN_DIR
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.registry import did_you_mean
@@ -130,7 +131,7 @@ def parse_filter(text: str) -> tuple[str, str, Any]:
         raise ConfigError(f"--filter {text}: expected KEY=VALUE (or !=, >, >=, <, <=)")
     key, op, raw = match.groups()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw, f"--filter {quote(text)}") if raw.strip() else None
     except yaml.YAMLError:
         value = raw.strip()
     return key, op, value
