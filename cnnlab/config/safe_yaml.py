@@ -69,8 +69,9 @@ def load_yaml(text: str, source: str) -> Any:
     YamlSyntaxError when the text is not YAML."""
     if len(text) > MAX_BYTES:
         raise ConfigError(f"{source}: {len(text):,} characters; expected at most {MAX_BYTES:,}")
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # refuses non-printable characters already
         return loader.get_single_data()
     except _Refused as e:
         where = "" if e.line is None or "\n" not in text else f" line {e.line}"
@@ -86,7 +87,8 @@ def load_yaml(text: str, source: str) -> Any:
         # PyYAML's own bugs on odd input; the text is the user's problem, not a crash of ours.
         raise YamlSyntaxError(f"{source}: not valid YAML ({type(e).__name__})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _tag_name(tag: str) -> str:

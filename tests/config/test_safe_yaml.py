@@ -176,3 +176,7 @@ def test_a_huge_value_is_quoted_short_in_the_message():
         load_config(overrides=["optim.lr=" + "9" * 3000 + "x"])
     assert str(e.value).startswith("optim.lr = '9999")
     assert len(str(e.value)) < 400
+
+
+def test_control_characters_are_one_line_not_a_reader_traceback():
+    refused("\x00\x01\x02", "not valid YAML", "unacceptable character")

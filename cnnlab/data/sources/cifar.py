@@ -19,7 +19,6 @@ wrapped so that an array is only ever as large as the bytes the file holds.
 
 from __future__ import annotations
 
-import codecs
 import math
 import pickle
 import tarfile
@@ -165,13 +164,29 @@ class _Refused(Exception):
     real batches never use."""
 
 
+class _NdarrayClass:
+    """What the name numpy.ndarray unpickles to: only an argument of _empty_array. The class
+    itself, called by a pickle, would allocate any shape it is given."""
+
+
+_NDARRAY = _NdarrayClass()
+
+
 def _empty_array(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     """numpy's _reconstruct as array pickles of protocols 0-4 call it: an empty ndarray that
     the pickle's state then fills (numpy checks the state's bytes against its shape). Any other
     shape would allocate memory the file does not hold."""
-    if subtype is not np.ndarray or tuple(shape) != (0,):
+    if subtype is not _NDARRAY or tuple(shape) != (0,):
         raise _Refused("numpy _reconstruct of anything but an empty ndarray")
     return _reconstruct(np.ndarray, (0,), dtype)
+
+
+def _latin1(text: Any, encoding: Any = "utf-8") -> bytes:
+    """codecs.encode as Python 3 pickles bytes at protocols 0-2: text -> latin-1 bytes. Other
+    codecs (zlib, base64, ...) are refused: a batch never names them."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused(f"_codecs.encode with encoding {str(encoding)[:40]!r}")
+    return text.encode("latin-1")
 
 
 def _from_buffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
@@ -197,9 +212,9 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy._core.multiarray", "_reconstruct"): _empty_array,
     ("numpy.core.numeric", "_frombuffer"): _from_buffer,
     ("numpy._core.numeric", "_frombuffer"): _from_buffer,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): codecs.encode,
+    ("_codecs", "encode"): _latin1,
 }
 
 

@@ -284,8 +284,11 @@ def reduce_call(module: str, name: str, *args) -> bytes:
             reduce_call("numpy._core.numeric", "_frombuffer", "text", np.dtype("u1"), (4,), "C"),
             "anything but bytes",
         ),
+        # numpy.ndarray itself, called with a shape, would allocate 3 GB of nothing.
+        (reduce_call("numpy", "ndarray", (10**6, 3072), "u1"), "not callable"),
+        (reduce_call("_codecs", "encode", "x" * 100, "zlib"), "encoding 'zlib'"),
     ],
-    ids=["reconstruct-huge", "frombuffer-short", "frombuffer-str"],
+    ids=["reconstruct-huge", "frombuffer-short", "frombuffer-str", "ndarray-called", "zlib"],
 )
 def test_numpy_calls_are_refused_unless_they_fit_the_file(
     tmp_path, make_cifar, data_error, blob, fragment
