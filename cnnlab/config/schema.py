@@ -32,7 +32,9 @@ MAX_TEXT = 4096  # characters of any string value (PATH_MAX on Linux)
 MAX_NAME_BYTES = 255  # bytes of one path component (NAME_MAX on Linux and macOS)
 # Sizes that decide memory. image_size: pixels per side (1024² RGB is 3 MiB per image);
 # width: channels of a first stage that later stages multiply; batch: images per step.
-MIN_IMAGE_SIZE = 8  # the default cnn's three 2x2 pools need 8 px (digits' size)
+# Below 2 px an image has no spatial structure: a 1×1 set is a layout mistake (channels read
+# as pixels) far more often than data. What a model needs beyond that, the model layer says.
+MIN_IMAGE_SIZE = 2
 MAX_IMAGE_SIZE = 1024
 MAX_WIDTH = 1024
 MAX_BATCH = 65_536
