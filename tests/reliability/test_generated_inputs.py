@@ -83,3 +83,52 @@ def test_the_hostile_payloads_are_live(tmp_path, payload):
     tag = "!!python/object/apply:os.system ['touch {marker}']".replace("{marker}", str(marker))
     yaml.unsafe_load(tag)
     assert marker.exists()
+
+
+def test_the_harness_tells_every_outcome_apart(tmp_path, monkeypatch):
+    """Each class of issue 27, produced on purpose by a stand-in for cnnlab's main."""
+    import sys
+    import time
+    from pathlib import Path
+
+    import reliability_harness
+    from reliability_harness import MARKER, Case, run_case
+
+    import cnnlab.cli
+
+    def fake_main(argv):
+        where, what = Path(argv[0]), argv[1]
+        if what == "crash":
+            raise ValueError("a bug")
+        if what == "hang":
+            time.sleep(5)
+        if what == "payload":
+            (where / MARKER).touch()
+        if what == "write":
+            (where / "left-behind").write_text("x")
+        if what in ("two lines", "write", "payload"):
+            print("cnnlab: error: x\nmore", file=sys.stderr)
+            return 2
+        if what in ("clean", "wrong name"):
+            print("cnnlab: error: optim.lr = 'x': not a number", file=sys.stderr)
+            return 2
+        return 0
+
+    monkeypatch.setattr(cnnlab.cli, "main", fake_main)
+    monkeypatch.setattr(reliability_harness, "HANG_SECONDS", 0.5)
+    expected = {
+        ("crash", "error"): "traceback",
+        ("hang", "error"): "hang",
+        ("payload", "error"): "payload ran",
+        ("write", "error"): "files changed",
+        ("two lines", "error"): "wrong outcome",
+        ("wrong name", "error"): "wrong outcome",
+        ("ok", "error"): "wrong outcome",
+        ("clean", "accept"): "wrong outcome",
+        ("clean", "error"): "clean error",
+        ("ok", "accept"): "accepted",
+    }
+    for i, ((what, expect), outcome) in enumerate(expected.items()):
+        names = ("nowhere",) if what == "wrong name" else ("optim.lr",) * (expect == "error")
+        case = Case("test", what, ("{tmp}", what), {"f": b"1"}, expect, names)
+        assert run_case(case, tmp_path / str(i)).outcome == outcome, (what, expect)
