@@ -2,7 +2,7 @@
 values, dataset files) through the real CLI, every outcome classified; none may end in a
 traceback, a hang, a payload that ran, or a failing command that changed files.
 
-The full set is slow (about N cases, see README's reliability section); a fixed sample of
+The full set is slow (about 2,200 cases, counted in README's reliability section); a sample of
 about 50, spread over every generator, runs with the fast tests."""
 
 from __future__ import annotations
