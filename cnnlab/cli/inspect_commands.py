@@ -35,6 +35,10 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         path = Path(args.dataset)
         chosen = [f"data.name={guess_source(path)}", f"data.root={path}"]
     config = load_config(args.config, [*chosen, *args.overrides])
+    grid = Path(args.output or f"{config.data.name}-samples.png")
+    if grid.is_dir() or not grid.absolute().parent.is_dir():  # before the data is read
+        problem = "is a directory" if grid.is_dir() else "is in a directory that does not exist"
+        raise ConfigError(f"-o {grid}: {problem}; expected a PNG file name")
     from rich.console import Console
 
     from cnnlab import data
@@ -42,8 +46,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
     bundle = data.build(config.data)
     console = Console()
-    info.show(bundle, console)
-    grid = Path(args.output or f"{config.data.name}-samples.png")
+    info.show(bundle, console)  # its first line: where the data was read from
     info.write_sample_grid(bundle, grid)
     console.print(f"sample grid: {grid}", soft_wrap=True, highlight=False, markup=False)
     return 0

@@ -58,6 +58,8 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
         from cnnlab.errors import ConfigError
 
         raise ConfigError(f"--limit {args.limit}: expected 0 (all) or a positive number of rows")
+    for text in args.filter:  # a malformed filter fails before the index is built or touched
+        runs.parse_filter(text)
     rows = runs.index_runs(args.root)
     total = len(rows)
     rows = runs.filter_rows(rows, args.filter)
@@ -210,6 +212,8 @@ def cmd_runs_export(args: argparse.Namespace) -> int:
     from cnnlab.track import runs
 
     output = args.output or f"{'epochs' if args.epochs else 'runs'}.{args.format or 'csv'}"
+    for text in args.filter:  # a malformed filter fails before the index is built or touched
+        runs.parse_filter(text)
     rows = runs.filter_rows(runs.index_runs(args.root), args.filter)
     count = runs.write_export(rows, output, args.format, epochs=args.epochs)
     print(f"{count} rows: {output}")

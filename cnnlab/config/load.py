@@ -6,6 +6,7 @@ Each merged value remembers where it came from, so an error can say "(from my.ya
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -14,11 +15,15 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from cnnlab.config.safe_yaml import MAX_BYTES, MAX_DEPTH, load_yaml, quote
 from cnnlab.config.schema import Config, valid_keys
 from cnnlab.errors import ConfigError
 from cnnlab.registry import did_you_mean
 
 DEFAULT_RECIPE = "default"
+QUOTED_KEY = 80  # characters of an unknown key shown in a message
+# Parts pydantic adds to an error's location for union members and wrapped types.
+_TYPE_IN_LOC = re.compile(r"^(int|float|str|bool|none|[\w-]+\[.*\])$")
 
 
 def recipe_names() -> list[str]:
@@ -30,7 +35,7 @@ def _read_recipe(name: str) -> dict[str, Any]:
     if not isinstance(name, str) or name not in recipe_names():
         names = recipe_names()
         raise ConfigError(
-            f"recipe: unknown recipe {name!r}{did_you_mean(str(name), names)}"
+            f"recipe: unknown recipe {quote(name)}{did_you_mean(str(name)[:QUOTED_KEY], names)}"
             f" (valid: {', '.join(names)})"
         )
     text = (resources.files("cnnlab.config") / "recipes" / f"{name}.yaml").read_text()
@@ -38,13 +43,7 @@ def _read_recipe(name: str) -> dict[str, Any]:
 
 
 def _parse_mapping(text: str, source: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{source}{where}: not valid YAML ({problem})") from None
+    data = load_yaml(text, source)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -53,27 +52,39 @@ def _parse_mapping(text: str, source: str) -> dict[str, Any]:
 
 
 def read_yaml_file(path: str | Path) -> dict[str, Any]:
+    """A config file: a regular file (a FIFO or /dev/zero would block or never end), at most
+    MAX_BYTES of UTF-8, read by the safe reader."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
     try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read config file ({e})") from None
+        exists, regular = p.exists(), p.is_file()
+    except OSError as e:  # a name too long, a loop of links
+        raise ConfigError(f"{quote(str(p))}: cannot read config file ({e.strerror})") from None
+    if not exists:
+        raise ConfigError(f"{p}: config file not found")
+    if not regular:
+        raise ConfigError(f"{p}: not a regular file; expected a YAML config file")
+    try:
+        with p.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
+        text = data.decode("utf-8-sig")
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config file ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}); expected a YAML file") from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"{p}: larger than {MAX_BYTES:,} bytes; expected a YAML config file")
     return _parse_mapping(text, str(p))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """'optim.lr=0.05' -> (['optim', 'lr'], 0.05); the value is a YAML scalar or list."""
+    """'optim.lr=0.05' -> (['optim', 'lr'], 0.05); the value is YAML (a scalar, list or mapping)."""
     key, sep, raw = text.partition("=")
     parts = key.strip().split(".")
     if not sep or not all(part.isidentifier() for part in parts):
-        raise ConfigError(f"override {text!r}: expected key=value, e.g. optim.lr=0.01")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        raise ConfigError(f"override {text!r}: value {raw!r} is not valid YAML") from None
-    return parts, value
+        raise ConfigError(f"override {quote(text)}: expected key=value, e.g. optim.lr=0.01")
+    if len(parts) > MAX_DEPTH:
+        raise ConfigError(f"override {quote(text)}: a key of {len(parts)} parts; keys have 1-3")
+    return parts, load_yaml(raw, f"override {quote(text)}")
 
 
 def _merge(base: dict, update: dict, origin: dict, source: str, prefix: str = "") -> None:
@@ -118,7 +129,7 @@ def load_config(
     layers += [(str(f), read_yaml_file(f)) for f in files]
     for text in overrides:
         parts, value = parse_override(text)
-        layers.append((f"override {text}", _nest(parts, value)))
+        layers.append((f"override {_shown(text)}", _nest(parts, value)))
 
     recipe = DEFAULT_RECIPE
     for _, layer in layers:
@@ -143,20 +154,29 @@ def _describe(error: ValidationError, origin: dict[str, str]) -> str:
     """The first problem as one line: key, value, what was expected, where it came from."""
     problems = error.errors()
     first = problems[0]
-    key = ".".join(str(p) for p in first["loc"])
-    # Union members add their type name to loc (val_split.float); keep the user's key.
-    key = ".".join(p for p in key.split(".") if p not in ("int", "float", "str", "bool"))
+    # Union members add their type to loc (val_split.float, layer.function-before[...]);
+    # keep the user's key.
+    key = ".".join(str(p) for p in first["loc"] if not _TYPE_IN_LOC.match(str(p)))
     source = next(
         (origin[k] for k in _prefixes(key) if k in origin),
         None,
     )
     where = f" (from {source})" if source else ""
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    if not key.isprintable():  # a YAML key may hold a newline: the message stays one line
+        key = quote(key, QUOTED_KEY)
+    elif len(key) > QUOTED_KEY:
+        key = f"{key[: QUOTED_KEY - 3]}..."
     if first["type"] == "extra_forbidden":
         hint = did_you_mean(key, valid_keys())
         return f"unknown key {key}{hint}{where}{more}"
     message = first["msg"].removeprefix("Value error, ")
-    return f"{key} = {first['input']!r}: {message}{where}{more}"
+    return f"{key} = {quote(first['input'])}: {message}{where}{more}"
+
+
+def _shown(text: str) -> str:
+    """Text as typed when it is short and printable, else quoted and cut."""
+    return text if text.isprintable() and len(text) <= QUOTED_KEY else quote(text)
 
 
 def _prefixes(key: str) -> list[str]:

@@ -4,40 +4,137 @@ Names of sections and keys are part of the user interface (`optim.lr=0.01` on th
 Which *names* are valid for `data.name`, `model.name`, `optim.name`, `schedule.name` and augment
 ops is decided by the registries when the config is built into objects, because config/ sits
 below them and cannot import them.
+
+Types are strict where pydantic's lax mode would guess: a number is never true/false (YAML's
+`true` is not lr 1.0) but may be a numeric string (YAML 1.1 reads 1e-3 as one); a flag is only
+true or false, never 0/1; every float is finite; every string is text (no NUL, at most
+MAX_TEXT characters). Values that decide memory or loop counts have upper bounds, far above
+any sensible setting, so a typo ends as one line here instead of an allocator's traceback.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+MAX_TEXT = 4096  # characters of any string value (PATH_MAX on Linux)
+MAX_NAME_BYTES = 255  # bytes of one path component (NAME_MAX on Linux and macOS)
+# Sizes that decide memory. image_size: pixels per side (1024² RGB is 3 MiB per image);
+# width: channels of a first stage that later stages multiply; batch: images per step.
+# Below 2 px an image has no spatial structure: a 1×1 set is a layout mistake (channels read
+# as pixels) far more often than data. What a model needs beyond that, the model layer says.
+MIN_IMAGE_SIZE = 2
+MAX_IMAGE_SIZE = 1024
+MAX_WIDTH = 1024
+MAX_BATCH = 65_536
+MAX_EPOCHS = 1_000_000  # also bounds every count in epochs (milestones, patience, warm-up)
+DEVICES = "auto, cpu, cuda, cuda:N or mps"  # train.device and every --device flag
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d{1,3})?")
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    return value
+
+
+def _flag(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def _path_text(value: str | None) -> str | None:
+    """A path the OS can take: no component longer than NAME_MAX bytes (ENAMETOOLONG)."""
+    if value is not None:
+        longest = max(len(part.encode("utf-8", "surrogateescape")) for part in value.split("/"))
+        if longest > MAX_NAME_BYTES:
+            raise ValueError(f"a path component of {longest} bytes; the limit is {MAX_NAME_BYTES}")
+    return value
+
+
+# Annotated types: constraints given by Field(...) apply after these checks.
+Float = Annotated[float, BeforeValidator(_number)]
+Int = Annotated[int, BeforeValidator(_number)]
+Bool = Annotated[bool, BeforeValidator(_flag)]
+Name = Annotated[str, StringConstraints(max_length=200)]  # registry names, metric names
+PathText = Annotated[str, AfterValidator(_path_text)]
+Epochs = Annotated[int, BeforeValidator(_number), Field(ge=1, le=MAX_EPOCHS)]
+
+
+def _plain(value: Any) -> str | None:
+    """What is wrong with a value anywhere inside a field (also Any-typed ones), or None."""
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            return f"a string of {len(value):,} characters; expected at most {MAX_TEXT:,}"
+        if "\0" in value:
+            return "holds a NUL character"
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8
+                return "holds bytes that are not UTF-8 text"
+    elif isinstance(value, float) and not math.isfinite(value):
+        return "expected finite numbers"
+    elif isinstance(value, (list, tuple)):
+        return next((p for p in map(_plain, value) if p), None)
+    elif isinstance(value, dict):
+        return next((p for p in map(_plain, [*value, *value.values()]) if p), None)
+    return None
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _plain_values(cls, value: Any) -> Any:
+        problem = None if isinstance(value, BaseModel) else _plain(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class DataConfig(Section):
-    name: str = "digits"
-    root: str | None = None  # where the source looks for files; None: its own default places
+    name: Name = "digits"
+    # Where the source's files are. Set: only there (an error when they are not); None: the
+    # source's own default places (a system package, earlier downloads, a download).
+    root: PathText | None = None
     # A fraction in (0, 1) or a count of images, drawn stratified per class with split_seed.
-    val_split: float | int = 0.2
-    split_seed: int = 0  # separate from train.seed so seed sweeps see the same split
-    image_size: int | None = Field(default=None, gt=0)  # square resize; None keeps the source's
-    channels: Literal[1, 3] | None = None  # gray<->RGB conversion; None keeps the source's
+    val_split: Float | Int = 0.2
+    # Separate from train.seed so seed sweeps see the same split; scikit-learn takes 0..2^32-1.
+    split_seed: Int = Field(default=0, ge=0, le=2**32 - 1)
+    # Square resize, in px per side; None keeps the source's. Decides memory: N x C x size².
+    image_size: Int | None = Field(default=None, ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)
+    # gray<->RGB conversion; None keeps the source's
+    channels: Annotated[Literal[1, 3], BeforeValidator(_number)] | None = None
     # "train": per-channel mean/std of the training split (cached); "imagenet": the ImageNet
     # preset (for pretrained nets); "none": only scale to [0, 1].
     normalize: Literal["train", "imagenet", "none"] = "train"
     label_set: Literal["fine", "coarse"] = "fine"  # cifar100's 100 fine or 20 coarse classes
     # Keep only these classes (names or label indices), relabelled 0..k-1 in the order given,
     # in every split: [0, 1, 2, 3, 4] or [T-shirt/top, Trouser]. None: every class.
-    classes: list[str | int] | None = None
+    classes: list[str | Int] | None = Field(default=None, max_length=100_000)
     on_bad_file: Literal["skip", "error"] = "skip"  # corrupt images: skip and list, or stop
     # Sets larger than this (uint8 bytes, in MiB) stream through DataLoader workers instead of
     # living on the training device.
-    max_resident_mb: float = Field(default=4096.0, gt=0.0)
-    num_workers: int = Field(default=4, ge=0)  # image-decoding threads and StreamLoader workers
-    cache_dir: str | None = None  # decoded-folder cache; None: $XDG_CACHE_HOME/cnnlab or ~/.cache
+    max_resident_mb: Float = Field(default=4096.0, gt=0.0)
+    # Image-decoding processes and StreamLoader workers; each is a process with its own memory.
+    num_workers: Int = Field(default=4, ge=0, le=256)
+    cache_dir: PathText | None = (
+        None  # decoded-folder cache; None: $XDG_CACHE_HOME/cnnlab or ~/.cache
+    )
 
     @field_validator("val_split")
     @classmethod
@@ -53,36 +150,40 @@ class DataConfig(Section):
 
 class AugmentConfig(Section):
     # Ops applied to each training batch, in order: [{op: crop, padding: 1}, {op: flip, p: 0.5}].
-    train: list[dict[str, Any]] = []
-    # Test-time views averaged by evaluation: [flip, {view: shift, pixels: 1}].
-    tta: list[str | dict[str, Any]] = []
+    train: list[dict[str, Any]] = Field(default=[], max_length=256)
+    # Test-time views averaged by evaluation: [flip, {view: shift, pixels: 1}]; each view is
+    # one more pass over the evaluated set.
+    tta: list[str | dict[str, Any]] = Field(default=[], max_length=64)
 
 
 class ModelConfig(Section):
     """Common options first; the rest belong to some models only. A model receives the options
     its builder names; setting one that the chosen model does not take is an error."""
 
-    name: str = "cnn"
-    width: int = Field(default=32, gt=0)  # channels of the first stage; later stages multiply it
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # before the classifier
+    name: Name = "cnn"
+    # Channels of the first stage; later stages multiply it (cnn and vgg double it per stage).
+    width: Int = Field(default=32, gt=0, le=MAX_WIDTH)
+    dropout: Float = Field(default=0.0, ge=0.0, lt=1.0)  # before the classifier
     activation: Literal["relu", "leaky_relu", "gelu", "silu"] = "relu"
     init: Literal["default", "kaiming_normal", "kaiming_uniform", "xavier"] = "default"
-    separable: bool = False  # depthwise + pointwise instead of full 3x3 convolutions
-    se: bool = False  # squeeze-and-excitation after each block
-    stages: list[int] = [2, 2, 2]  # vgg: 3x3 convs per stage; width doubles per stage
-    bn: bool = True  # vgg: BatchNorm after each conv
+    separable: Bool = False  # depthwise + pointwise instead of full 3x3 convolutions
+    se: Bool = False  # squeeze-and-excitation after each block
+    # vgg: 3x3 convs per stage; width doubles per stage, so 8 stages reach width x 128.
+    stages: list[Annotated[Int, Field(le=64)]] = Field(default=[2, 2, 2], max_length=8)
+    bn: Bool = True  # vgg: BatchNorm after each conv
     stem: Literal["small", "imagenet"] = "small"  # resnet: 3x3 stride 1, or 7x7 stride 2
-    maxpool: bool = False  # resnet: the 3x3 stride-2 max-pool after an imagenet stem
-    extra_pool_after: list[int] = []  # resnet: 2x2 max-pools after these stages (1-based)
-    depth: int = Field(default=16, ge=10)  # wrn: total depth, 6n + 4
-    widen: int = Field(default=4, ge=1)  # wrn: width multiplier k
+    maxpool: Bool = False  # resnet: the 3x3 stride-2 max-pool after an imagenet stem
+    # resnet: 2x2 max-pools after these stages (1-based)
+    extra_pool_after: list[Int] = Field(default=[], max_length=8)
+    depth: Int = Field(default=16, ge=10, le=1000)  # wrn: total depth, 6n + 4
+    widen: Int = Field(default=4, ge=1, le=32)  # wrn: width multiplier k (wrn-28-10: 10)
     # layers: the declarative net, e.g. [conv(32, 3), bn, relu, maxpool(2), flatten, linear]
-    layers: list[str] = []
+    layers: list[str] = Field(default=[], max_length=1000)
     # Start from a trained net, cut and given a new head as the transfer section says: a cnnlab
     # run directory, a cnnlab checkpoint file (best.safetensors, last.ckpt), or torchvision:NAME /
     # timm:NAME with its pretrained weights. The backbone decides the architecture, so the other
     # model.* keys stay unset. None: train model.name from scratch.
-    backbone: str | None = None
+    backbone: PathText | None = None
 
     @field_validator("layers", mode="before")
     @classmethod
@@ -104,22 +205,22 @@ class ModelConfig(Section):
 
 
 class OptimConfig(Section):
-    name: str = "adam"
-    lr: float = Field(default=3e-3, gt=0.0)  # peak learning rate, reached after warm-up
-    weight_decay: float = Field(default=0.0, ge=0.0)
+    name: Name = "adam"
+    lr: Float = Field(default=3e-3, gt=0.0)  # peak learning rate, reached after warm-up
+    weight_decay: Float = Field(default=0.0, ge=0.0)
     # Weight decay on normalisation weights and biases too; off is the usual practice (timm's
     # filter_bias_and_bn), since decaying a BatchNorm scale only fights the normalisation.
-    decay_norm_and_bias: bool = False
+    decay_norm_and_bias: Bool = False
     # Per-group learning-rate multipliers by parameter name: a module name ("classifier"), a
     # full parameter name or a glob ("features.0.*"); the longest matching key wins.
-    lr_mult: dict[str, float] = {}
-    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)  # sgd, rmsprop, muon
-    nesterov: bool = False  # sgd, muon
-    dampening: float = Field(default=0.0, ge=0.0, lt=1.0)  # sgd
-    betas: tuple[float, float] = (0.9, 0.999)  # adam, adamw, lamb, lion
-    alpha: float = Field(default=0.99, gt=0.0, lt=1.0)  # rmsprop: squared-gradient average
-    rho: float = Field(default=0.9, gt=0.0, lt=1.0)  # adadelta: squared-gradient average
-    eps: float | None = Field(default=None, gt=0.0)  # None: each optimizer's torch default
+    lr_mult: dict[str, Float] = Field(default={}, max_length=1000)
+    momentum: Float = Field(default=0.9, ge=0.0, lt=1.0)  # sgd, rmsprop, muon
+    nesterov: Bool = False  # sgd, muon
+    dampening: Float = Field(default=0.0, ge=0.0, lt=1.0)  # sgd
+    betas: tuple[Float, Float] = (0.9, 0.999)  # adam, adamw, lamb, lion
+    alpha: Float = Field(default=0.99, gt=0.0, lt=1.0)  # rmsprop: squared-gradient average
+    rho: Float = Field(default=0.9, gt=0.0, lt=1.0)  # adadelta: squared-gradient average
+    eps: Float | None = Field(default=None, gt=0.0)  # None: each optimizer's torch default
 
     @field_validator("betas")
     @classmethod
@@ -133,29 +234,35 @@ class OptimConfig(Section):
     def _positive_mults(cls, v: dict[str, float]) -> dict[str, float]:
         for key, mult in v.items():
             if mult < 0:
-                raise ValueError(f"multiplier of {key!r} is {mult}; expected >= 0 (0 freezes)")
+                raise ValueError(
+                    f"multiplier of {key[:100]!r} is {mult}; expected >= 0 (0 freezes)"
+                )
         return v
 
 
 class ScheduleConfig(Section):
     # Stepped per optimizer step (constant, cosine, linear, onecycle) or per epoch (step,
     # multistep, exponential, plateau); warm-up is always per step.
-    name: str = "cosine"
-    warmup_epochs: float = Field(default=0.0, ge=0.0)  # linear ramp from 0 to optim.lr
-    min_lr: float = Field(default=0.0, ge=0.0)  # floor of decaying schedules
+    name: Name = "cosine"
+    # Linear ramp from 0 to optim.lr, in epochs (fractions allowed).
+    warmup_epochs: Float = Field(default=0.0, ge=0.0, le=MAX_EPOCHS)
+    min_lr: Float = Field(default=0.0, ge=0.0)  # floor of decaying schedules
     # Multiplicative decay: step and multistep per drop, exponential per epoch, plateau per
     # reduction. None: 0.1, except exponential 0.95.
-    gamma: float | None = Field(default=None, gt=0.0, lt=1.0)
-    step_size: int = Field(default=10, ge=1)  # step: epochs between drops
-    milestones: list[int] = [10, 15]  # multistep: epochs after which the lr drops
-    pct_start: float = Field(default=0.3, gt=0.0, lt=1.0)  # onecycle: share of steps rising
+    gamma: Float | None = Field(default=None, gt=0.0, lt=1.0)
+    step_size: Epochs = 10  # step: epochs between drops
+    # multistep: epochs after which the lr drops
+    milestones: list[Epochs] = Field(default=[10, 15], max_length=1000)
+    pct_start: Float = Field(default=0.3, gt=0.0, lt=1.0)  # onecycle: share of steps rising
     # onecycle: momentum (SGD's, RMSprop's) or beta1 (Adam's family) runs against the lr, from
     # the high end down while the lr rises and back up, as torch's OneCycleLR and fastai do.
-    cycle_momentum: bool = True
-    momentum_range: tuple[float, float] = (0.85, 0.95)  # onecycle: (at the lr's peak, at its ends)
-    monitor: str = "val_loss"  # plateau: the per-epoch metric it watches
+    cycle_momentum: Bool = True
+    # onecycle: (momentum at the lr's peak, at its ends)
+    momentum_range: tuple[Float, Float] = (0.85, 0.95)
+    monitor: Name = "val_loss"  # plateau: the per-epoch metric it watches
     mode: Literal["min", "max"] = "min"  # plateau: whether the metric should fall or rise
-    patience: int = Field(default=3, ge=0)  # plateau: epochs without improvement per reduction
+    # plateau: epochs without improvement per reduction
+    patience: Int = Field(default=3, ge=0, le=MAX_EPOCHS)
 
     @field_validator("milestones")
     @classmethod
@@ -166,40 +273,49 @@ class ScheduleConfig(Section):
 
 
 class EarlyStoppingConfig(Section):
-    monitor: str = "val_acc"  # any per-epoch metric; also picks the best checkpoint
+    monitor: Name = "val_acc"  # any per-epoch metric; also picks the best checkpoint
     mode: Literal["max", "min"] = "max"
-    patience: int | None = Field(default=None, ge=1)  # epochs without improvement; None: off
-    min_delta: float = Field(default=0.0, ge=0.0)
+    patience: Epochs | None = None  # epochs without improvement; None: off
+    min_delta: Float = Field(default=0.0, ge=0.0)
 
 
 class TrainConfig(Section):
-    epochs: int = Field(default=20, ge=1)
-    batch_size: int = Field(default=64, ge=1)
+    epochs: Epochs = 20
+    batch_size: Int = Field(default=64, ge=1, le=MAX_BATCH)  # images per step; decides memory
     # bf16/fp16: autocast (+ a loss scaler: fp16); auto: bf16 where the device multiplies it
     # natively (CUDA with bf16, a CPU with AMX), else fp32. summary.json says which ran.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    seed: int = 0
-    deterministic: bool = False  # bit-reproducible kernels (slower on GPU)
-    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
-    grad_clip: float | None = Field(default=None, gt=0.0)  # max global grad norm
+    # auto | cpu | cuda | cuda:N | mps; whether the device exists is checked when a run starts.
+    device: str = "auto"
+    # torch.manual_seed takes [-2^63, 2^64 - 1]
+    seed: Int = Field(default=0, ge=-(2**63), le=2**64 - 1)
+    deterministic: Bool = False  # bit-reproducible kernels (slower on GPU)
+    label_smoothing: Float = Field(default=0.0, ge=0.0, lt=1.0)
+    grad_clip: Float | None = Field(default=None, gt=0.0)  # max global grad norm
     # Decay of an exponential moving average of the weights, updated every optimizer step;
     # evaluation and best.safetensors use the average. None: off.
-    ema: float | None = Field(default=None, gt=0.0, lt=1.0)
-    channels_last: bool = False
-    compile: bool = False  # torch.compile the model (first steps are slow while it compiles)
-    accumulate: int = Field(default=1, ge=1)  # batches whose gradients add up to one step
+    ema: Float | None = Field(default=None, gt=0.0, lt=1.0)
+    channels_last: Bool = False
+    compile: Bool = False  # torch.compile the model (first steps are slow while it compiles)
+    accumulate: Int = Field(default=1, ge=1, le=MAX_BATCH)  # batches whose gradients add up
     # Wall-clock budget of one `cnnlab train` invocation; the run stops at the next step, saves
     # a resumable checkpoint and ends with status time_limit. None: no limit.
-    max_minutes: float | None = Field(default=None, gt=0.0)
+    max_minutes: Float | None = Field(default=None, gt=0.0, le=1e7)  # 1e7 min: 19 years
     # Divergence guard: a logged loss above spike_factor x the running median of the recent
     # logged losses counts as divergence, like NaN/inf. None: only NaN/inf.
-    spike_factor: float | None = Field(default=10.0, gt=1.0)
+    spike_factor: Float | None = Field(default=10.0, gt=1.0)
     # stop: end the run (status diverged, exit 3); rollback: restore the last good checkpoint,
     # halve the learning rate and go on (at most max_rollbacks times, then stop).
     on_divergence: Literal["stop", "rollback"] = "stop"
-    max_rollbacks: int = Field(default=3, ge=1)
+    max_rollbacks: Int = Field(default=3, ge=1, le=1000)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _device_syntax(cls, v: str) -> str:
+        if not DEVICE_PATTERN.fullmatch(v):
+            raise ValueError(f"expected {DEVICES}")
+        return v
 
 
 class TransferConfig(Section):
@@ -209,41 +325,44 @@ class TransferConfig(Section):
 
     # false: the backbone's architecture with fresh random weights (the control that shows
     # what its training bought).
-    pretrained: bool = True
+    pretrained: Bool = True
     # Where to cut: a module name of the backbone ("layer3", "features.7") or a row number of
     # its table in `cnnlab summary` (negative counts from the end). None: the input of its last
     # linear layer (the classifier), i.e. the features the backbone classified from.
-    layer: str | int | None = None
+    layer: Name | Annotated[Int, Field(ge=-10_000, le=10_000)] | None = None
     pool: Literal["avg", "max", "avgmax", "flatten"] = "avg"  # a (C, H, W) cut -> a vector
-    pool_size: int = Field(default=1, ge=1)  # avg/max/avgmax: output height = width
+    # avg/max/avgmax: output height = width; the head's input is C x pool_size²
+    pool_size: Int = Field(default=1, ge=1, le=64)
     head: Literal["linear", "mlp"] = "linear"
-    hidden: list[int] = [512]  # mlp: widths of its hidden layers
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # before each linear layer of the head
+    # mlp: widths of its hidden layers
+    hidden: list[Annotated[Int, Field(ge=1, le=MAX_BATCH)]] = Field(default=[512], max_length=16)
+    dropout: Float = Field(default=0.0, ge=0.0, lt=1.0)  # before each linear layer of the head
     # Frozen: backbone weights and BatchNorm statistics fixed. Frozen for the whole run with no
     # augment.train and no TTA, its features are computed once and only the head trains.
-    freeze: bool = True
-    unfreeze_after: int | None = Field(default=None, ge=1)  # epochs frozen, then fine-tune all
+    freeze: Bool = True
+    unfreeze_after: Epochs | None = None  # epochs frozen, then fine-tune all
     # Backbone lr = optim.lr x this while it trains: a pretrained net wants smaller steps than a
     # fresh head (fastai's discriminative learning rates).
-    backbone_lr_mult: float = Field(default=0.1, ge=0.0)
+    backbone_lr_mult: Float = Field(default=0.1, ge=0.0)
     # Images resized (on the device) to this square size for the backbone. None: the size a
     # cnnlab backbone was trained at; the data's own size for torchvision/timm backbones.
-    input_size: int | None = Field(default=None, gt=0)
+    input_size: Int | None = Field(default=None, ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)
 
 
 class EvalConfig(Section):
     # Validation, test and analysis batches. 256: on the CPU, batches whose activations stay in
     # cache evaluate the default cnn 1.5x faster than 1024 (2-core EPYC); a GPU hardly cares.
-    batch_size: int = Field(default=256, ge=1)
+    batch_size: Int = Field(default=256, ge=1, le=MAX_BATCH)
 
 
 class RunConfig(Section):
-    dir: str = "runs"
-    name: str | None = None  # None: "<data.name>-<model.name>"
+    dir: PathText = "runs"
+    # None: "<data.name>-<model.name>"; the directory is "<stamp>-<name>", within NAME_MAX.
+    name: Name | None = None
 
 
 class Config(Section):
-    recipe: str = "default"
+    recipe: Name = "default"
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
     model: ModelConfig = ModelConfig()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cnnlab.config.schema import DataConfig
 from cnnlab.data import sources  # noqa: F401  (registers every source)
+from cnnlab.data.checks import check_usable
 from cnnlab.data.imageset import DataBundle, DatasetInfo, ImageSet
 from cnnlab.data.loader import BatchLoader, DeviceLoader, StreamLoader, make_loader
 from cnnlab.data.paths import cache_root
@@ -32,6 +33,7 @@ def build(cfg: DataConfig) -> DataBundle:
         )
     read = SOURCES.get(cfg.name)
     splits = select_splits(read(cfg), cfg.classes)  # before the split: it stratifies by class
+    check_usable(splits, cfg)
     if splits.val is not None:
         train, val = splits.train, splits.val
     else:
@@ -48,6 +50,7 @@ def build(cfg: DataConfig) -> DataBundle:
         image_size=tuple(train.images.shape[-2:]),
         mean=mean,
         std=std,
+        location=splits.location or (cfg.root or ""),
     )
     return DataBundle(train=train, val=val, test=test, info=info, skipped=splits.skipped)
 

@@ -101,8 +101,12 @@ def save_splits(path: Path, splits: SourceSplits) -> None:
 
 
 def load_splits(path: Path) -> SourceSplits | None:
-    """The cached splits, or None when the file is missing, foreign, torn or damaged."""
+    """The cached splits, or None when the file is missing, foreign, torn or damaged. Only a
+    regular file is opened (a FIFO planted there would block the open). safetensors reads no
+    pickle: a hostile file can at worst fail its checks and be decoded again."""
     try:
+        if not path.is_file():
+            return None
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
             images, labels = f.get_tensor("images"), f.get_tensor("labels")

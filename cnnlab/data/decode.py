@@ -33,6 +33,10 @@ from cnnlab.errors import DataError
 # images, small enough that workers share the work evenly and a bad file stops a read early.
 _CHUNK = 64
 
+# Bytes of one image file: Pillow's own pixel limit (~179 MP) as 16-bit RGBA is ~1.4 GB of
+# pixels, but no image format needs that many bytes compressed; a larger file is not an image.
+MAX_FILE_BYTES = 1 << 30
+
 _GRAY_MODES = {"1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 _ALPHA_MODES = {"LA", "PA", "RGBA", "RGBa"}
 _WHITE = (255, 255, 255, 255)
@@ -167,9 +171,12 @@ def _decode_chunk(
 def decode_image(path: str | Path, mode: str | None, size: int | None) -> np.ndarray:
     """One file -> (C, H, W) uint8; mode "L", "RGB" or None (keep gray gray, colour RGB)."""
     # One read per file, then parse from memory: Pillow's many small reads (each a syscall
-    # that drops the GIL) made decoding 100k 16×16 PNGs ~25% slower.
+    # that drops the GIL) made decoding 100k 16×16 PNGs ~25% slower. Capped: a multi-GB file
+    # in an image folder is skipped with its size, not read into memory.
     with open(path, "rb") as f:
-        data = f.read()
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_FILE_BYTES:,} bytes; not read as an image")
     with Image.open(io.BytesIO(data)) as img:
         if size is not None:
             # JPEG only: let libjpeg scale by 1/2, 1/4 or 1/8 while decoding (never below

@@ -52,6 +52,9 @@ class SourceSplits:
     # Files that could not be decoded and were passed over (data.on_bad_file=skip), each
     # "path: reason"; training reports them in log.txt and summary.json.
     skipped: tuple[str, ...] = ()
+    # Where the images were read from, for the first line of a run and of `data info`: the
+    # folder, archive or file (absolute), or a description ("scikit-learn's bundled digits").
+    location: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class DatasetInfo:
     image_size: tuple[int, int]  # (H, W)
     mean: tuple[float, ...]  # per channel, on the [0, 1] scale
     std: tuple[float, ...]
+    location: str = ""  # where the data was read from (SourceSplits.location)
 
     @property
     def num_classes(self) -> int:

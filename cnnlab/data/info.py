@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from cnnlab.data.imageset import DataBundle
+from cnnlab.data.imageset import DataBundle, DatasetInfo
 from cnnlab.imagegrid import sample_by_class, save_grid
 
 
@@ -39,9 +39,17 @@ def write_sample_grid(bundle: DataBundle, path: Path) -> None:
     save_grid(rows, path, title=f"{bundle.info.name}: training samples")
 
 
+def source_line(info: DatasetInfo) -> str:
+    """'fashion-mnist read from /usr/share/datasets/fashion-mnist': the first line of `data
+    info` and of a run, so a fall-back to another copy of the data is never silent."""
+    return f"{info.name} read from {info.location}" if info.location else info.name
+
+
 def show(bundle: DataBundle, console: Console, max_classes: int = 50) -> None:
-    """Classes, counts per split (per class when there are few), size, channels, mean/std."""
+    """Where the data was read from; classes, counts per split (per class when there are few),
+    size, channels, mean/std."""
     info = bundle.info
+    console.print(source_line(info), markup=False, highlight=False, soft_wrap=True)
     counts = split_counts(bundle)
     overview = Table(title=f"dataset {info.name}", show_header=False, title_justify="left")
     overview.add_column("what", style="bold")

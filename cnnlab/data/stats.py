@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -47,14 +48,33 @@ def cached_channel_stats(images: torch.Tensor, labels: torch.Tensor, folder: Pat
     """channel_stats, remembered under `folder` by the set's fingerprint. A cache that cannot
     be read or written is simply not used."""
     path = folder / f"{fingerprint(images, labels)}.json"
-    try:
-        saved = json.loads(path.read_text())
-        return tuple(saved["mean"]), tuple(saved["std"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    saved = _read_saved(path, images.shape[1])
+    if saved is not None:
+        return saved
     mean, std = channel_stats(images)
     try:
         write_text_atomic(path, json.dumps({"mean": mean, "std": std}))
     except OSError:
         pass
     return mean, std
+
+
+def _read_saved(path: Path, channels: int) -> Stats | None:
+    """Stats saved earlier, or None unless `path` is a small regular file holding `channels`
+    finite means and positive stds (a damaged file costs a recomputation, never a crash)."""
+    try:
+        if not path.is_file() or path.stat().st_size > 64 << 10:
+            return None
+        saved = json.loads(path.read_text())
+        mean, std = saved["mean"], saved["std"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    if not (isinstance(mean, list) and isinstance(std, list)):
+        return None
+    if len(mean) != channels or len(std) != channels:
+        return None
+    if not all(type(v) in (int, float) and math.isfinite(v) for v in [*mean, *std]):
+        return None
+    if min(std) <= 0:
+        return None
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)

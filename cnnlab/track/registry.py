@@ -45,6 +45,9 @@ ALIASES = {
 }
 ROW_KEYS = ("name", "date", "path")
 
+# Not config.safe_yaml's reader (what users type: 4.5 ms for a 1.6 KB config, with line-numbered
+# errors): run directories are read by the thousand, and libyaml with the alias, size and depth
+# checks here takes 1.8 ms.
 try:  # libyaml parses config.yaml ~10x faster; it matters for the first listing of many runs
     _YamlLoader: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml

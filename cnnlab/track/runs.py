@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from cnnlab.config.safe_yaml import load_yaml, quote
 from cnnlab.config.schema import DEFAULT_RUN_DIR
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.registry import did_you_mean
@@ -135,10 +136,10 @@ def parse_filter(text: str) -> tuple[str, str, Any]:
     """'optim.lr=0.1' -> ('optim.lr', '=', 0.1): the value is parsed as YAML, as overrides are."""
     match = _FILTER.match(text.strip())
     if not match:
-        raise ConfigError(f"--filter {text}: expected KEY=VALUE (or !=, >, >=, <, <=)")
+        raise ConfigError(f"--filter {quote(text)}: expected KEY=VALUE (or !=, >, >=, <, <=)")
     key, op, raw = match.groups()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw, f"--filter {quote(text)}") if raw.strip() else None
     except yaml.YAMLError:
         value = raw.strip()
     return key, op, value
@@ -148,7 +149,7 @@ def filter_rows(rows: list[Run], filters: Iterable[str]) -> list[Run]:
     """The runs that match every filter; a run without the key never matches."""
     for text in filters:
         key, op, value = parse_filter(text)
-        check_key(key, rows, f"--filter {text}")
+        check_key(key, rows, f"--filter {quote(text)}")
         rows = [r for r in rows if _matches(r.get(key, _MISSING), op, value)]
     return rows
 

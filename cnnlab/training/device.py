@@ -11,10 +11,16 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from cnnlab.config.safe_yaml import quote
+from cnnlab.config.schema import DEVICE_PATTERN, DEVICES
 from cnnlab.errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
+    """train.device (or a --device flag) -> an existing device; ConfigError (one line) for
+    another spelling (meta, xla, cpu:7), a cuda:N past the GPUs visible, or no such backend."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
+        raise ConfigError(f"train.device = {quote(name)}: expected {DEVICES}")
     device = _resolve(name)
     keep_freed_memory()  # CPU tensors live in host memory whatever the device: always worth it
     return device

@@ -157,3 +157,24 @@ def test_an_unwritable_cache_dir_warns_and_still_decodes(tmp_path, decodes):
         warnings.simplefilter("ignore")
         read_folder(cfg)
     assert decodes == [6, 6]
+
+
+def test_a_fifo_or_a_pickle_in_the_cache_never_blocks_or_runs(folder, decodes, tmp_path):
+    import os
+    import pickle
+
+    first = read_folder(folder)
+    [path] = cache_files(folder)
+    path.unlink()
+    os.mkfifo(path)  # opening a FIFO for reading blocks until a writer comes
+    assert cache.load_splits(path) is None
+    path.unlink()
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path.write_bytes(pickle.dumps(Payload()))
+    assert same(read_folder(folder), first)  # decoded again; safetensors reads no pickle
+    assert not marker.exists()

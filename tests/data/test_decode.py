@@ -206,3 +206,16 @@ def test_splits_share_one_channel_count_and_keep_their_labels(tmp_path):
     assert splits.train.labels.tolist() == [0, 1, 1] and splits.val.labels.tolist() == [1]
     assert splits.train.images[:, 0, 0, 0].tolist() == [0, 1, 2]
     assert len(splits.skipped) == 1 and splits.skipped[0].startswith(str(val[1]))
+
+
+def test_a_file_past_the_size_cap_is_skipped_unread(tmp_path, monkeypatch):
+    from cnnlab.data import decode
+
+    ok = tmp_path / "ok.png"
+    Image.new("L", (4, 4), 9).save(ok)
+    big = tmp_path / "big.png"
+    big.write_bytes(ok.read_bytes() + bytes(200))
+    monkeypatch.setattr(decode, "MAX_FILE_BYTES", 150)
+    result = decode.decode_files([ok, big], DataConfig(num_workers=0))
+    assert len(result.images) == 1
+    assert result.skipped == (f"{big}: larger than 150 bytes; not read as an image",)

@@ -5,6 +5,7 @@ import torch
 
 from cnnlab.config.schema import DataConfig
 from cnnlab.data.registry import SOURCES
+from cnnlab.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,8 @@ def test_digits_has_no_own_val_or_test_split(digits):
     assert digits.val is None and digits.test is None
 
 
-def test_digits_ignores_root(tmp_path):
-    # Shipped inside scikit-learn: data.root is not needed and does not change what is read.
-    a = SOURCES.get("digits")(DataConfig()).train
-    b = SOURCES.get("digits")(str(tmp_path)).train
-    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+def test_digits_refuses_a_root_it_would_ignore(tmp_path):
+    # Shipped inside scikit-learn: an explicit data.root would be silently ignored.
+    with pytest.raises(ConfigError, match=f"data.root = {tmp_path}: digits ships inside"):
+        SOURCES.get("digits")(DataConfig(root=str(tmp_path)))
+    assert "scikit-learn" in SOURCES.get("digits")(DataConfig()).location

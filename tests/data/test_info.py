@@ -62,3 +62,30 @@ def test_cli_data_info_recognises_a_folder_path(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "dataset folder" in out and "ant" in out and "bee" in out and "5×5" in out
     assert grid.is_file()
+
+
+def test_cli_data_info_says_first_where_the_data_was_read(tmp_path, capsys):
+    assert main(["data", "info", "digits", "-o", str(tmp_path / "g.png")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == "digits read from scikit-learn's bundled digits (sklearn.datasets.load_digits)"
+
+
+def test_cli_data_info_with_a_bad_root_exits_2_naming_it(tmp_path, capsys, monkeypatch):
+    from cnnlab.data.sources import idx
+
+    # Even with a copy in the system's place: an explicit data.root is never swapped for it.
+    monkeypatch.setattr(idx, "FASHION_SYSTEM_DIR", tmp_path / "system")
+    missing = tmp_path / "nonexistent" / "dir"
+    args = ["data", "info", "fashion-mnist", f"data.root={missing}", "-o", str(tmp_path / "g.png")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"data.root = {missing} does not exist" in err
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_cli_data_info_refuses_an_output_it_cannot_write_before_reading(tmp_path, capsys):
+    assert main(["data", "info", "digits", "-o", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main(["data", "info", "digits", "-o", str(tmp_path / "no" / "g.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cnnlab.data import stats
@@ -40,3 +41,29 @@ def test_an_unwritable_cache_still_gives_stats(tmp_path):
     blocker.write_text("")
     images, labels = sample()
     assert cached_channel_stats(images, labels, blocker / "stats") == channel_stats(images)
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        '{"mean": [0.5], "std": [0.2]}',  # 1 channel for a 3-channel set
+        '{"mean": [0.5, 0.5, "x"], "std": [0.2, 0.2, 0.2]}',
+        '{"mean": [0.5, 0.5, NaN], "std": [0.2, 0.2, 0.2]}',
+        '{"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0]}',  # would divide by zero
+        '{"mean": 3, "std": null}',
+        "[" * 100_000 + "]" * 100_000,  # RecursionError in json
+    ],
+    ids=["channels", "string", "nan", "zero-std", "not-lists", "deep"],
+)
+def test_a_damaged_cache_entry_is_recomputed_never_used(tmp_path, saved):
+    images, labels = sample()
+    (tmp_path / f"{fingerprint(images, labels)}.json").write_text(saved)
+    assert cached_channel_stats(images, labels, tmp_path) == channel_stats(images)
+
+
+def test_a_fifo_in_the_cache_never_blocks(tmp_path):
+    import os
+
+    images, labels = sample()
+    os.mkfifo(tmp_path / f"{fingerprint(images, labels)}.json")
+    assert cached_channel_stats(images, labels, tmp_path) == channel_stats(images)

@@ -4,7 +4,10 @@ data.root is either
 - a `.npz` with arrays x, y and optionally x_test, y_test, x_val, y_val, classes; or
 - a folder with x.npy, y.npy, optionally x_test.npy, y_test.npy, x_val.npy, y_val.npy and
   classes.txt (one name per line) or classes.npy.
-Files are loaded with allow_pickle=False: nothing in them can run code.
+Files are loaded with allow_pickle=False: nothing in them can run code. Each array's header is
+read first and its size checked against the file (for a compressed .npz member, against what
+deflate can expand to) and against the memory available, so a header that lies or a zip bomb
+is one line, not a MemoryError.
 
 Images (x, x_test, x_val):
 - (N, H, W) is grayscale. 4-D arrays hold a channel axis of 1, 3 or 4 (RGBA; alpha is dropped),
@@ -20,21 +23,27 @@ Class names default to "0", "1", ... up to the largest label.
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
+from numpy.lib import format as npy_format
 
 from cnnlab.config.schema import DataConfig
 from cnnlab.data.imageset import ImageSet, SourceSplits
+from cnnlab.data.limits import DEFLATE_RATIO, check_claim
 from cnnlab.data.registry import register_source
 from cnnlab.errors import DataError
 
 _SPLITS = {"": "train", "_test": "test", "_val": "val"}  # array-name suffix -> split
 _ARRAYS = tuple(f"{xy}{suffix}" for suffix in _SPLITS for xy in ("x", "y"))
 _CHANNELS = (1, 3, 4)  # gray, RGB, RGBA
+_MAX_NAMES_BYTES = 16 << 20  # classes.txt; 100,000 names of 160 characters
+MAX_CLASSES = 100_000  # labels are < this; ImageNet-21k has 21,841 classes
 
 
 @register_source("arrays")
@@ -45,7 +54,7 @@ def read_arrays(cfg: DataConfig) -> SourceSplits:
             "arrays: data.root is not set; point it at a .npz file (x, y, ...) or a folder "
             "holding x.npy and y.npy"
         )
-    root = Path(cfg.root).expanduser()
+    root = Path(cfg.root).expanduser().absolute()
     if root.is_file():
         arrays, where = _load_npz(root)
     elif root.is_dir():
@@ -71,7 +80,9 @@ def read_arrays(cfg: DataConfig) -> SourceSplits:
         s: ImageSet(torch.from_numpy(x), torch.from_numpy(y), classes)
         for s, (x, y) in pairs.items()
     }
-    return SourceSplits(train=sets["train"], val=sets.get("val"), test=sets.get("test"))
+    return SourceSplits(
+        train=sets["train"], val=sets.get("val"), test=sets.get("test"), location=str(root)
+    )
 
 
 def _load_npz(path: Path) -> tuple[dict[str, np.ndarray], Callable[[str], str]]:
@@ -94,7 +105,51 @@ def _load_npz(path: Path) -> tuple[dict[str, np.ndarray], Callable[[str], str]]:
         for required in ("x", "y"):
             if required not in npz.files:
                 raise DataError(f"{path}: no array {required!r} (it has {', '.join(npz.files)})")
+        for k in npz.files:
+            _check_npz_member(npz.zip, k, where(k))
         return {k: _read_member(lambda k=k: npz[k], where(k)) for k in npz.files}, where
+
+
+def _check_npz_member(archive: zipfile.ZipFile, key: str, where: str) -> None:
+    name = f"{key}.npy" if f"{key}.npy" in archive.namelist() else key
+    try:
+        info = archive.getinfo(name)
+        with archive.open(info) as f:
+            shape, dtype = _npy_header(f, where)
+            holds = info.file_size - f.tell()
+    except (OSError, EOFError, zipfile.BadZipFile, RuntimeError, NotImplementedError) as e:
+        raise DataError(f"{where}: not a readable .npy array ({_one_line(e)})") from None
+    if info.compress_type != zipfile.ZIP_STORED:
+        holds = min(holds, info.compress_size * DEFLATE_RATIO)
+    check_claim(math.prod(shape) * dtype.itemsize, holds, where, f"a {dtype} array {shape}")
+
+
+def _check_npy_file(path: Path) -> None:
+    try:
+        with path.open("rb") as f:
+            shape, dtype = _npy_header(f, str(path))
+            holds = path.stat().st_size - f.tell()
+    except OSError as e:
+        raise DataError(f"{path}: not a readable .npy array ({_one_line(e)})") from None
+    check_claim(math.prod(shape) * dtype.itemsize, holds, path, f"a {dtype} array {shape}")
+
+
+def _npy_header(f: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from an .npy header (numpy's own parser, header capped at 10 kB)."""
+    readers = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
+    try:
+        version = npy_format.read_magic(f)
+        if version not in readers:
+            raise ValueError(f"format version {version[0]}.{version[1]}; expected 1.0 or 2.0")
+        shape, _, dtype = readers[version](f)
+    except (ValueError, EOFError, SyntaxError, TypeError) as e:
+        raise DataError(f"{where}: not a readable .npy array ({_one_line(e)})") from None
+    if dtype.hasobject:
+        raise DataError(
+            f"{where}: cannot load without pickle: it holds Python objects ({dtype}); "
+            "store numbers (and class names as strings)"
+        )
+    return tuple(int(d) for d in shape), dtype
 
 
 def _load_folder(folder: Path) -> tuple[dict[str, np.ndarray], Callable[[str], str]]:
@@ -112,12 +167,14 @@ def _load_folder(folder: Path) -> tuple[dict[str, np.ndarray], Callable[[str], s
     for key in _ARRAYS:
         path = folder / f"{key}.npy"
         if path.is_file():
+            _check_npy_file(path)
             arrays[key] = _read_member(lambda p=path: np.load(p, allow_pickle=False), str(path))
     if txt.is_file() and npy.is_file():
         raise DataError(f"{folder}: both classes.txt and classes.npy; keep one")
     if txt.is_file():
         arrays["classes"] = _read_names(txt)
     elif npy.is_file():
+        _check_npy_file(npy)
         arrays["classes"] = _read_member(lambda: np.load(npy, allow_pickle=False), str(npy))
     return arrays, where
 
@@ -125,6 +182,8 @@ def _load_folder(folder: Path) -> tuple[dict[str, np.ndarray], Callable[[str], s
 def _read_names(path: Path) -> np.ndarray:
     """classes.txt: one name per line; blank lines (a trailing newline) are not classes."""
     try:
+        if path.stat().st_size > _MAX_NAMES_BYTES:
+            raise DataError(f"{path}: larger than {_MAX_NAMES_BYTES:,} bytes; expected class names")
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read class names ({_one_line(e)})") from None
@@ -199,6 +258,11 @@ def _labels(y: np.ndarray, n: int, x_where: str, y_where: str) -> np.ndarray:
         raise DataError(f"{x_where} has {n} images but {y_where} has {len(y)} labels")
     if n and y.min() < 0:
         raise DataError(f"{y_where}: label {y.min()} is negative; expected class indices 0, 1, ...")
+    if n and y.max() >= MAX_CLASSES:
+        raise DataError(
+            f"{y_where}: label {y.max()} is too large; expected class indices 0, 1, ... below "
+            f"{MAX_CLASSES:,}"
+        )
     return y.astype(np.int64)
 
 

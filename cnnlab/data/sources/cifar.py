@@ -12,13 +12,14 @@ Each batch is a dict with bytes keys: b"data" is an (N, 3072) uint8 array whose 
 red, green and blue 32×32 planes in turn (row-major), so a reshape gives N×3×32×32.
 
 A pickle can run any code while it loads, so batches are unpickled with an allow-list of the
-few globals real CIFAR batches name (numpy's array reconstruction); anything else is refused
-before it is called.
+few globals real CIFAR batches name (numpy's array reconstruction, in the form of protocols 0-4
+and of protocol 5); anything else is refused before it is called. The numpy functions are
+wrapped so that an array is only ever as large as the bytes the file holds.
 """
 
 from __future__ import annotations
 
-import codecs
+import math
 import pickle
 import tarfile
 import zlib
@@ -91,14 +92,15 @@ def read_cifar100(cfg: DataConfig) -> SourceSplits:
 
 
 def _read(cfg: DataConfig, layout: _Layout, labels_key: bytes, names_key: bytes) -> SourceSplits:
-    batches = _load_batches(_locate(cfg, layout), layout)  # file name -> (where, dict)
+    source = _locate(cfg, layout)
+    batches = _load_batches(source, layout)  # file name -> (where, dict)
     where, meta = batches[layout.meta]
     classes = _class_names(meta, names_key, where)
     train = [_parse_batch(*batches[name], labels_key, classes) for name in layout.train]
     images = torch.cat([x for x, _ in train])  # (50000, 3, 32, 32) uint8 for the real sets
     labels = torch.cat([y for _, y in train])
     test = ImageSet(*_parse_batch(*batches[layout.test], labels_key, classes), classes)
-    return SourceSplits(train=ImageSet(images, labels, classes), test=test)
+    return SourceSplits(train=ImageSet(images, labels, classes), test=test, location=str(source))
 
 
 def _locate(cfg: DataConfig, layout: _Layout) -> Path:
@@ -106,7 +108,7 @@ def _locate(cfg: DataConfig, layout: _Layout) -> Path:
     expected = f"{layout.folder}/, the folder holding it, or {layout.archive}"
     if cfg.root is None:
         raise DataError(f"{layout.name}: data.root is not set; point it at {expected}")
-    root = Path(cfg.root).expanduser()
+    root = Path(cfg.root).expanduser().absolute()
     if root.is_file():  # the archive, or one batch file of the extracted folder
         names = (*layout.train, layout.test, layout.meta)
         return root.parent if root.name in names else root
@@ -160,18 +162,61 @@ def _archive_members(archive: Path, names: set[str]) -> Iterator[tuple[str, tupl
 
 
 class _Refused(Exception):
-    """A pickle named a global outside the allow-list."""
+    """A pickle named a global outside the allow-list, or called an allowed one with arguments
+    real batches never use."""
+
+
+class _NdarrayClass:
+    """What the name numpy.ndarray unpickles to: only an argument of _empty_array. The class
+    itself, called by a pickle, would allocate any shape it is given."""
+
+
+_NDARRAY = _NdarrayClass()
+
+
+def _empty_array(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's _reconstruct as array pickles of protocols 0-4 call it: an empty ndarray that
+    the pickle's state then fills (numpy checks the state's bytes against its shape). Any other
+    shape would allocate memory the file does not hold."""
+    if subtype is not _NDARRAY or tuple(shape) != (0,):
+        raise _Refused("numpy _reconstruct of anything but an empty ndarray")
+    return _reconstruct(np.ndarray, (0,), dtype)
+
+
+def _latin1(text: Any, encoding: Any = "utf-8") -> bytes:
+    """codecs.encode as Python 3 pickles bytes at protocols 0-2: text -> latin-1 bytes. Other
+    codecs (zlib, base64, ...) are refused: a batch never names them."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused(f"_codecs.encode with encoding {str(encoding)[:40]!r}")
+    return text.encode("latin-1")
+
+
+def _from_buffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """numpy's _frombuffer, which protocol 5 pickles of arrays call: the bytes in the pickle,
+    viewed as `shape` of `dtype`, when they are exactly that many bytes."""
+    if not isinstance(buf, (bytes, bytearray)) or not isinstance(dtype, np.dtype):
+        raise _Refused("numpy _frombuffer of anything but bytes and a dtype")
+    if dtype.hasobject or order not in ("C", "F"):
+        raise _Refused(f"numpy _frombuffer of a {dtype} array in order {order!r}")
+    shape = tuple(int(d) for d in shape)
+    if math.prod(shape) * dtype.itemsize != len(buf):
+        raise ValueError(f"{len(buf)} bytes cannot be a {dtype} array of shape {shape}")
+    return np.frombuffer(buf, dtype).reshape(shape, order=order)
 
 
 # (module, name) -> the object a CIFAR batch may name. numpy arrays pickle as
-# _reconstruct(ndarray, ...) plus a dtype; bytes pickled by Python 3 at protocol < 3 come back
-# through _codecs.encode(text, "latin1").
+# _reconstruct(ndarray, (0,), b"b") plus their state (protocols 0-4) or as
+# _frombuffer(bytes, dtype, shape, order) (protocol 5), with a dtype; numpy 2 spells the
+# modules numpy._core.*, numpy 1 numpy.core.*. Bytes pickled by Python 3 at protocol < 3 come
+# back through _codecs.encode(text, "latin1").
 _ALLOWED: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy.core.multiarray", "_reconstruct"): _empty_array,
+    ("numpy._core.multiarray", "_reconstruct"): _empty_array,
+    ("numpy.core.numeric", "_frombuffer"): _from_buffer,
+    ("numpy._core.numeric", "_frombuffer"): _from_buffer,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): codecs.encode,
+    ("_codecs", "encode"): _latin1,
 }
 
 
@@ -217,7 +262,7 @@ def _parse_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 3, 32, 32) uint8 images and (N,) int64 labels of one batch, checked."""
     data = _entry(batch, b"data", where)
-    labels = np.asarray(_entry(batch, labels_key, where))
+    labels = _label_array(_entry(batch, labels_key, where), labels_key, len(classes), where)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DataError(f"{where}: b'data' is {got}; expected a uint8 (N, {_PIXELS}) array")
@@ -239,6 +284,21 @@ def _parse_batch(
     images = np.require(data.reshape(-1, 3, 32, 32), requirements=["C", "W"])
     images = torch.from_numpy(images)  # (N, 3, 32, 32) uint8
     return images, torch.from_numpy(labels.astype(np.int64))
+
+
+def _label_array(labels: Any, key: bytes, n_classes: int, where: str) -> np.ndarray:
+    """A list of ints (as the originals hold) or an integer array -> an array, without
+    np.asarray guessing at nested lists (a pickle can nest references to build a huge one)."""
+    if isinstance(labels, np.ndarray):
+        return labels
+    if isinstance(labels, list) and all(type(v) is int for v in labels):
+        bad = next((v for v in labels if not 0 <= v < n_classes), None)
+        if bad is not None:
+            raise DataError(
+                f"{where}: label {bad} is out of range; the meta file names {n_classes} classes"
+            )
+        return np.array(labels, dtype=np.int64)
+    raise DataError(f"{where}: {key!r} is a {type(labels).__name__}; expected a list of integers")
 
 
 def _one_line(error: Exception) -> str:

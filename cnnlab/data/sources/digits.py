@@ -10,11 +10,17 @@ import torch
 from cnnlab.config.schema import DataConfig
 from cnnlab.data.imageset import ImageSet, SourceSplits
 from cnnlab.data.registry import register_source
+from cnnlab.errors import ConfigError
 
 
 @register_source("digits")
 def read_digits(cfg: DataConfig) -> SourceSplits:
     """scikit-learn's 1797 real 8x8 handwritten digits, shipped with it (no files needed)."""
+    if cfg.root is not None:  # an explicit root is never silently ignored
+        raise ConfigError(
+            f"data.root = {cfg.root}: digits ships inside scikit-learn and reads no files; "
+            "unset data.root (data.root=null), or name the format of the files there"
+        )
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -23,4 +29,5 @@ def read_digits(cfg: DataConfig) -> SourceSplits:
     images = pixels.to(torch.uint8).unsqueeze(1)  # (1797, 1, 8, 8)
     labels = torch.from_numpy(bunch.target).to(torch.int64)
     classes = tuple(str(c) for c in bunch.target_names)
-    return SourceSplits(train=ImageSet(images, labels, classes))
+    location = "scikit-learn's bundled digits (sklearn.datasets.load_digits)"
+    return SourceSplits(train=ImageSet(images, labels, classes), location=location)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from cnnlab.config.schema import DataConfig
@@ -57,9 +58,10 @@ def decode_found(
         name: ([path for path, _ in files], labels) for name, (files, labels) in found.items()
     }
     stamps = [*extra_stamps, *(stamp for files, _ in found.values() for _, stamp in files)]
-    return cache.cached_splits(
+    splits = cache.cached_splits(
         cfg, source, root, stamps, lambda: decode.decode_splits(cfg, listing, classes)
     )
+    return replace(splits, location=str(root))
 
 
 def require_root(cfg: DataConfig, expected: str) -> Path:

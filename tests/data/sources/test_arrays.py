@@ -3,6 +3,8 @@ turned into N×C×H×W uint8; everything ambiguous or broken is a one-line DataE
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -245,3 +247,75 @@ def test_plugs_into_build(tmp_path):
     assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (32, 8, 8)
     assert bundle.info.classes == ("0", "1", "2", "3")
     assert bundle.info.channels == 3 and bundle.info.image_size == (9, 9)
+
+
+# --- sizes checked before loading ------------------------------------------------------------
+
+
+def npy_header(shape: tuple[int, ...], dtype: str = "|u1") -> bytes:
+    """An .npy version 1.0 magic and header for `shape` (numpy's own writer), no data."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": dtype, "fortran_order": False, "shape": shape}
+    )
+    return buf.getvalue()
+
+
+def test_an_npy_header_claiming_terabytes_is_refused_unread(tmp_path, data_error):
+    root = save(tmp_path / "set", "folder", x=pixels((8, 5, 5)), y=labels(8))
+    (root / "x.npy").write_bytes(npy_header((10**6, 1000, 1000)) + bytes(100))
+    data_error(read, root, str(root / "x.npy"), "the header promises 1,000,000,000,000 bytes")
+
+
+def test_an_npz_zip_bomb_is_refused_before_it_inflates(tmp_path, data_error):
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        # Claims 10^10 pixels; deflate can only give ~1032x the few kB stored.
+        z.writestr("x.npy", npy_header((10**4, 1000, 1000)) + bytes(1 << 20))
+        z.writestr("y.npy", _npy(labels(8)))
+    assert path.stat().st_size < 20_000
+    data_error(read_arrays, DataConfig(name="arrays", root=str(path)), f"{path}[x]", "at most")
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def test_a_member_that_is_not_an_npy_array_is_not_read_into_memory(tmp_path, data_error):
+    path = tmp_path / "odd.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("x.npy", _npy(pixels((8, 5, 5))))
+        z.writestr("y", bytes(10 << 20))  # raw bytes: numpy would read all of them
+    data_error(read_arrays, DataConfig(name="arrays", root=str(path)), f"{path}[y]", "not a")
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_sets_a_classifier_cannot_train_on_are_refused_by_build(tmp_path, form, data_error):
+    one_class = save(tmp_path / "one", form, x=pixels((8, 5, 5)), y=np.zeros(8, np.int64))
+    cfg = DataConfig(name="arrays", root=str(one_class))
+    # arrays checks this itself, naming its file; build checks every source the same way.
+    data_error(data.build, cfg, "only one class", "a classifier needs at least 2")
+    tiny = save(tmp_path / "tiny", form, x=pixels((8, 1, 1)), y=labels(8))
+    data_error(data.build, DataConfig(name="arrays", root=str(tiny)), "1×1 px", "data.image_size")
+    empty = save(tmp_path / "empty", form, x=pixels((8, 5, 5)), y=labels(8),
+                 x_test=pixels((0, 5, 5)), y_test=labels(0))  # fmt: skip
+    data_error(data.build, DataConfig(name="arrays", root=str(empty)), "x_test", "no pixels")
+
+
+def test_a_huge_label_is_refused_before_naming_its_classes(tmp_path, data_error):
+    root = save(tmp_path / "set", "npz", x=pixels((8, 5, 5)), y=np.array([0, 1] * 3 + [0, 10**15]))
+    data_error(read, root, f"{root}[y]", "label 1000000000000000 is too large")
+
+
+def test_a_huge_classes_txt_is_refused(tmp_path, data_error):
+    root = save(tmp_path / "set", "folder", x=pixels((8, 5, 5)), y=labels(8))
+    with (root / "classes.txt").open("wb") as f:
+        f.truncate(100 << 20)  # sparse: 100 MiB of NULs
+    data_error(read, root, "classes.txt", "larger than")
+
+
+def test_build_records_where_the_arrays_were_read(tmp_path):
+    root = save(tmp_path / "set", "npz", x=pixels((20, 5, 5)), y=labels(20))
+    assert data.build(DataConfig(name="arrays", root=str(root))).info.location == str(root)

@@ -4,6 +4,7 @@ that name anything but numpy's array reconstruction are refused without running.
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -227,3 +228,81 @@ def test_plugs_into_build(tmp_path, make_cifar, name, label_set, classes):
     assert len(bundle.test) == 20
     assert bundle.info.num_classes == classes
     assert bundle.info.channels == 3 and bundle.info.image_size == (32, 32)
+
+
+# --- every pickle protocol; arrays only as large as the file ---------------------------------
+
+
+def write_batches(fake, protocol: int) -> None:
+    """Every batch of `fake` again, pickled at `protocol` (the originals are protocol 2)."""
+    for name, blob in fake.blobs.items():
+        (fake.path / name).write_bytes(pickle.dumps(pickle.loads(blob), protocol=protocol))
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_batches_pickled_at_any_protocol_read_the_same(tmp_path, make_cifar, protocol):
+    # Protocol 5 pickles arrays through numpy's _frombuffer; it was refused (issue 24).
+    fake = make_cifar("cifar10", tmp_path)
+    write_batches(fake, protocol)
+    splits = read("cifar10", fake.path)
+    assert np.array_equal(splits.train.images.numpy(), as_images(fake.train_rows))
+    assert np.array_equal(splits.test.labels.numpy(), fake.test_fine)
+    assert splits.location == str(fake.path)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_a_malicious_pickle_never_runs_at_any_protocol(tmp_path, make_cifar, data_error, protocol):
+    marker = tmp_path / "pwned"
+    fake = make_cifar("cifar10", tmp_path / "set")
+    evil = {b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"x": RunsShell(marker)}
+    (fake.path / "test_batch").write_bytes(pickle.dumps(evil, protocol=protocol))
+    cfg = DataConfig(name="cifar10", root=str(fake.path))
+    data_error(SOURCES.get("cifar10"), cfg, "test_batch: not a CIFAR batch (refusing")
+    assert not marker.exists()
+
+
+def reduce_call(module: str, name: str, *args) -> bytes:
+    """A protocol-2 pickle calling module.name(*args) (args: ints, tuples, bytes, str)."""
+    return b"\x80\x02" + f"c{module}\n{name}\n".encode() + pickle.dumps(args, 2)[2:-1] + b"R."
+
+
+@pytest.mark.parametrize(
+    "blob, fragment",
+    [
+        # numpy's _reconstruct with a shape real pickles never use would allocate 10^12 bytes.
+        (
+            reduce_call("numpy.core.multiarray", "_reconstruct", np.ndarray, (10**12,), b"b"),
+            "anything but an empty ndarray",
+        ),
+        (
+            reduce_call(
+                "numpy._core.numeric", "_frombuffer", b"\0" * 8, np.dtype("u1"), (10**9,), "C"
+            ),
+            "cannot be a uint8 array",
+        ),
+        (
+            reduce_call("numpy._core.numeric", "_frombuffer", "text", np.dtype("u1"), (4,), "C"),
+            "anything but bytes",
+        ),
+        # numpy.ndarray itself, called with a shape, would allocate 3 GB of nothing.
+        (reduce_call("numpy", "ndarray", (10**6, 3072), "u1"), "not callable"),
+        (reduce_call("_codecs", "encode", "x" * 100, "zlib"), "encoding 'zlib'"),
+    ],
+    ids=["reconstruct-huge", "frombuffer-short", "frombuffer-str", "ndarray-called", "zlib"],
+)
+def test_numpy_calls_are_refused_unless_they_fit_the_file(
+    tmp_path, make_cifar, data_error, blob, fragment
+):
+    fake = make_cifar("cifar10", tmp_path)
+    (fake.path / "data_batch_3").write_bytes(blob)
+    cfg = DataConfig(name="cifar10", root=str(fake.path))
+    data_error(SOURCES.get("cifar10"), cfg, "data_batch_3: not a CIFAR batch", fragment)
+
+
+def test_labels_that_are_not_a_list_of_ints_are_refused(tmp_path, make_cifar, data_error):
+    fake = make_cifar("cifar10", tmp_path)
+    inner = list(range(10))
+    batch = {b"data": np.zeros((10, 3072), np.uint8), b"labels": [inner] * 10}  # nested refs
+    (fake.path / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=2))
+    cfg = DataConfig(name="cifar10", root=str(fake.path))
+    data_error(SOURCES.get("cifar10"), cfg, "expected a list of integers")
