@@ -24,6 +24,7 @@ from cnnlab.checkpoint import (
 )
 from cnnlab.config import Config, dump_yaml
 from cnnlab.config.names import backbone_label
+from cnnlab.data.info import source_line
 from cnnlab.track.console import RunConsole
 from cnnlab.track.diagnose import diagnose
 from cnnlab.track.rundir import RunDir
@@ -64,6 +65,7 @@ class Recorder:
         self.run.write_text("config.yaml", dump_yaml(config))
         shape = (info.channels, *info.image_size)
         self.run.write_text("model.txt", models.summarize(self.parts.model, shape).table() + "\n")
+        self.out.print(source_line(info), highlight=False, markup=False, soft_wrap=True)
         if resumed:
             self.out.print(
                 f"resuming after epoch {state.epoch}, step {state.step}", highlight=False

@@ -22,3 +22,9 @@ def test_no_hint_for_short_runs_or_the_cpu_recipe_itself(quick, tmp_path, monkey
     )
     fast = train(fast_config, quiet=True)
     assert "recipe=cpu-fast is made" not in (fast.path / "log.txt").read_text()
+
+
+def test_the_first_line_of_a_run_says_where_the_data_was_read_from(quick):
+    result = train(quick("train.epochs=1"), quiet=True)
+    first = (result.path / "log.txt").read_text().splitlines()[0]
+    assert first.startswith("digits read from ")
