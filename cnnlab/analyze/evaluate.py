@@ -30,7 +30,7 @@ from cnnlab.augment.tta import build_views
 from cnnlab.config import Config
 from cnnlab.config.schema import EVAL
 from cnnlab.errors import ConfigError
-from cnnlab.track.rundir import CONFUSION_CSV, CONFUSION_PNG
+from cnnlab.track.rundir import CONFUSION
 from cnnlab.training.step import logits
 
 ANNOTATE_MAX_CLASSES = 20  # above this the counts in the confusion plot become unreadable
@@ -72,8 +72,13 @@ class EvalResult:
         }
 
     @property
+    def what(self) -> str:
+        """'test-tta': the split and the views, which name every file this result writes."""
+        return f"{self.split}{'-tta' if self.views else ''}"
+
+    @property
     def stem(self) -> str:
-        return f"eval-{self.split}{'-tta' if self.views else ''}"
+        return f"eval-{self.what}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -205,10 +210,15 @@ def _per_class(confusion: np.ndarray) -> tuple[list[float], list[float], list[fl
 
 
 def write(result: EvalResult, run_dir: str | Path) -> list[Path]:
-    """eval-<split>[-tta].json, confusion.csv, confusion.png and worst-<split>.png (when there
-    are worst examples) into `run_dir`; returns their paths."""
+    """eval-<split>[-tta].json, confusion-<split>[-tta].csv and .png, and worst-<split>.png
+    (when there are worst examples) into `run_dir`; returns their paths."""
     run_dir = Path(run_dir)
-    paths = [run_dir / f"{result.stem}.json", run_dir / CONFUSION_CSV, run_dir / CONFUSION_PNG]
+    confusion = run_dir / f"{CONFUSION}-{result.what}"
+    paths = [
+        run_dir / f"{result.stem}.json",
+        confusion.with_suffix(".csv"),
+        confusion.with_suffix(".png"),
+    ]
     write_text_atomic(paths[0], json.dumps(result.to_dict(), indent=2) + "\n")
     write_text_atomic(paths[1], confusion_csv(result))
     _save(confusion_figure(result), paths[2])

@@ -55,7 +55,7 @@ from cnnlab.data.loader import DeviceLoader
 from cnnlab.errors import ConfigError
 from cnnlab.models.fold import fold_batchnorm
 from cnnlab.registry import did_you_mean
-from cnnlab.track.rundir import ROBUSTNESS_CSV, ROBUSTNESS_MD, ROBUSTNESS_PNG
+from cnnlab.track.rundir import ROBUSTNESS
 from cnnlab.training.device import native_bf16
 from cnnlab.training.step import score
 
@@ -222,6 +222,7 @@ class Robustness:
     severities: tuple[int, ...] = SEVERITIES
     precision: str = "fp32"  # what the model ran in
     seconds: float = 0.0
+    subset: str = ""  # "noise+blur", "first1000": what --only and --limit left of the suite
     files: dict[str, Path] = field(default_factory=dict)
 
     def applicable(self) -> dict[str, list[float]]:
@@ -335,8 +336,10 @@ def robustness(
     split = split or default_split(run)
     data = run.images(split)
     images, labels = data.images, data.labels
-    if limit is not None:
+    subset = "+".join(names) if only is not None and len(names) < len(CORRUPTIONS) else ""
+    if limit is not None and limit < len(labels):
         images, labels = images[:limit], labels[:limit]
+        subset = "-".join(filter(None, (subset, f"first{limit}")))
     images, labels = images.to(run.device), labels.to(run.device)
     _, channels, h, w = images.shape
     cfg = run.config
@@ -369,18 +372,14 @@ def robustness(
         if progress is not None:
             progress(f"{name}: " + " ".join(f"{100 * a:.1f}" for a in accs))
     seconds = time.perf_counter() - start
-    return Robustness(split, len(labels), clean, table, severities, precision, seconds)
+    return Robustness(split, len(labels), clean, table, severities, precision, seconds, subset)
 
 
 def write(result: Robustness, directory: str | Path) -> dict[str, Path]:
-    """robustness.csv, robustness.md and robustness.png in `directory` (the run's, so that
-    `cnnlab report` embeds them)."""
-    directory = Path(directory)
-    paths = {
-        "csv": directory / ROBUSTNESS_CSV,
-        "md": directory / ROBUSTNESS_MD,
-        "png": directory / ROBUSTNESS_PNG,
-    }
+    """robustness-<split>[-<subset>].csv, .md and .png in `directory` (the run's, so that
+    `cnnlab report` embeds them); another split or subset never overwrites them."""
+    stem = "-".join(filter(None, (ROBUSTNESS, result.split, result.subset)))
+    paths = {kind: Path(directory) / f"{stem}.{kind}" for kind in ("csv", "md", "png")}
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(result.rows())
     write_text_atomic(paths["csv"], buffer.getvalue())

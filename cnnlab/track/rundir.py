@@ -24,11 +24,11 @@ from cnnlab.config.names import run_stamp
 from cnnlab.errors import ConfigError
 
 # Files that commands over a finished run add to its directory; `cnnlab report` embeds them.
-CONFUSION_CSV = "confusion.csv"  # first row "true\\pred" + class names, first column class names
-CONFUSION_PNG = "confusion.png"
-ROBUSTNESS_CSV = "robustness.csv"  # first row "corruption" + severities, first column corruptions
-ROBUSTNESS_MD = "robustness.md"
-ROBUSTNESS_PNG = "robustness.png"
+# Their names say what produced them: confusion-<split>[-tta].csv/.png (first row "true\\pred" +
+# class names, first column class names); robustness-<split>[-<subset>].csv/.md/.png (first row
+# "corruption" + severities, first column corruptions), so no run of one overwrites another's.
+CONFUSION = "confusion"
+ROBUSTNESS = "robustness"
 REPORT_NAME = "report.html"
 # Held (fcntl.flock, exclusive) by the one process writing the run; its text names that process.
 LOCK_NAME = ".lock"

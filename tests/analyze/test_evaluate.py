@@ -135,15 +135,15 @@ def test_tta_flip_when_trained_with_flips_and_the_runs_views_when_configured(tra
 
 def test_files_in_the_run_directory(trained, val, tmp_path):
     paths = write(val, tmp_path)
-    names = ["eval-val.json", "confusion.csv", "confusion.png", "worst-val.png"]
+    names = ["eval-val.json", "confusion-val.csv", "confusion-val.png", "worst-val.png"]
     assert [p.name for p in paths] == names and all(p.is_file() for p in paths)
     shown = "".join(result_sections(tmp_path))  # the report embeds what eval wrote
     assert "<h4>Confusion matrix" in shown and "<table>" in shown and "data:image/png" in shown
-    rows = list(csv.reader((tmp_path / "confusion.csv").read_text().splitlines()))
+    rows = list(csv.reader((tmp_path / "confusion-val.csv").read_text().splitlines()))
     classes = list(trained[1].info.classes)
     assert rows[0] == ["true\\pred", *classes] and [r[0] for r in rows[1:]] == classes
     assert np.array([[int(c) for c in r[1:]] for r in rows[1:]]).tolist() == val.confusion.tolist()
-    for png in ("confusion.png", "worst-val.png"):
+    for png in ("confusion-val.png", "worst-val.png"):
         pixels = np.asarray(Image.open(tmp_path / png).convert("L"), dtype=float)
         assert pixels.shape[0] > 100 and pixels.std() > 10  # drawn on, not blank
     saved = json.loads((tmp_path / "eval-val.json").read_text())
@@ -199,3 +199,13 @@ def test_cli_tta_on_a_run_that_never_saw_a_flip_is_a_one_line_error(run_dir, cap
     assert main(["eval", str(run_dir), "--tta"]) == 2
     err = capsys.readouterr().err
     assert "--tta: the run has no augment.tta" in err and err.count("\n") == 1
+
+
+def test_each_split_keeps_its_own_confusion_matrix(trained, tmp_path):
+    write(evaluate_run(trained[1], "val", worst=0), tmp_path)
+    val_csv = (tmp_path / "confusion-val.csv").read_bytes()
+    write(evaluate_run(trained[1], "test", tta=True, worst=0), tmp_path)
+    assert (tmp_path / "confusion-val.csv").read_bytes() == val_csv
+    assert (tmp_path / "confusion-test-tta.csv").is_file()
+    shown = "".join(result_sections(tmp_path))
+    assert "Confusion matrix (val)" in shown and "Confusion matrix (test-tta)" in shown

@@ -119,7 +119,8 @@ def test_suite_on_a_trained_run(trained):
 def test_files_have_the_names_the_report_embeds(trained, tmp_path):
     result = rb.robustness(trained, only="noise,hue", limit=64)
     paths = rb.write(result, tmp_path)
-    assert [p.name for p in paths.values()] == ["robustness.csv", "robustness.md", "robustness.png"]
+    stem = "robustness-val-noise+hue-first64"  # named by what ran: no other run overwrites it
+    assert [p.name for p in paths.values()] == [f"{stem}.csv", f"{stem}.md", f"{stem}.png"]
     from cnnlab.report.results import result_sections
 
     shown = "".join(result_sections(tmp_path))  # the report embeds what robustness wrote
@@ -143,8 +144,8 @@ def test_unknown_corruption_is_a_one_line_error():
 def test_cli(run_dir, capsys):
     assert main(["robustness", str(run_dir), "--only", "blur,jpeg", "--limit", "50"]) == 0
     out = capsys.readouterr().out
-    assert "| blur |" in out and "robustness.csv" in out
-    assert (run_dir / "robustness.png").is_file()
+    assert "| blur |" in out and "robustness-val-blur+jpeg-first50.csv" in out
+    assert (run_dir / "robustness-val-blur+jpeg-first50.png").is_file()
     assert main(["robustness", str(run_dir), "--only", "blurr"]) == 2
     assert main(["robustness", str(run_dir), "--split", "test"]) == 2  # digits has no test
     assert "no test split" in capsys.readouterr().err
@@ -205,3 +206,12 @@ def test_cli_precision(run_dir, capsys):
     assert "--precision fp33: expected one of" in capsys.readouterr().err
     assert main([*argv, "--precision", "fp32"]) == 0
     assert "(cpu, fp32)" in capsys.readouterr().out
+
+
+def test_a_subset_never_overwrites_the_whole_suite(trained, tmp_path):
+    whole = rb.write(rb.robustness(trained, limit=32), tmp_path)
+    before = whole["csv"].read_bytes()
+    part = rb.write(rb.robustness(trained, only="noise,blur", limit=32), tmp_path)
+    assert whole["csv"].name == "robustness-val-first32.csv"
+    assert part["csv"].name == "robustness-val-noise+blur-first32.csv"
+    assert whole["csv"].read_bytes() == before  # the whole suite's results are still there

@@ -16,7 +16,6 @@ from PIL import Image
 from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
 from cnnlab.report import write_report
-from cnnlab.track.rundir import CONFUSION_CSV, ROBUSTNESS_CSV
 from cnnlab.training.experiment import train
 
 PNG_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -155,8 +154,8 @@ def test_a_sweep_folder_lists_its_runs(sweep, tmp_path, monkeypatch):
 
 
 def test_confusion_and_robustness_files_become_tables(run_copy, tables):
-    (run_copy / CONFUSION_CSV).write_text("true\\pred,cat,dog\ncat,9,1\ndog,2,8\n")
-    (run_copy / ROBUSTNESS_CSV).write_text(
+    (run_copy / "confusion.csv").write_text("true\\pred,cat,dog\ncat,9,1\ndog,2,8\n")
+    (run_copy / "robustness.csv").write_text(
         "corruption,1,2,mean\nnoise,0.9,0.71,0.805\nclean,0.95,0.95,0.95\n"
         "mean corruption error,0.1,0.29,0.195\n"
     )
