@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete's global completion looks for this mark in the entry point)
 """Command line: parse arguments, call one function per command, map outcomes to exit codes.
 
 Exit codes: 0 success (completed or early-stopped), 2 user error (one line, no traceback unless
@@ -5,6 +6,7 @@ Exit codes: 0 success (completed or early-stopped), 2 user error (one line, no t
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +19,10 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # a shell asks for completions: answer and exit
+        from cnnlab.cli.complete import autocomplete
+
+        autocomplete(parser)
     args, extra = parser.parse_known_args(argv)
     # argparse hands positionals that follow an option (`-o g.png optim.lr=1`) back as extras;
     # key=value ones are overrides wherever they stand.

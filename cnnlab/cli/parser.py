@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli import complete
 from cnnlab.cli.inspect_commands import (
     cmd_augment_preview,
     cmd_config_recipes,
@@ -43,7 +44,7 @@ def _config_args(
         nargs="*",
         metavar="KEY=VALUE",
         help=f"override any key, e.g. {example}",
-    )
+    ).completer = complete.overrides  # what TAB offers (argcomplete reads .completer)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,7 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[debug],
         help="what there is to choose from: models, data, ops, optimizers, schedules, recipes",
     )
-    listing.add_argument("kind", nargs="?", metavar="KIND", help=f"one of {', '.join(KINDS)}")
+    kind = listing.add_argument(
+        "kind", nargs="?", metavar="KIND", help=f"one of {', '.join(KINDS)}"
+    )
+    kind.completer = lambda **_: list(KINDS)
     listing.set_defaults(func=cmd_list)
     _runs_parser(commands, debug)
     _inspect_parser(commands, debug)
@@ -279,7 +283,7 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="keep runs whose config or summary key has this value (YAML-parsed; also !=, >, "
         ">=, <, <=); repeat to require all, e.g. --filter optim.name=sgd --filter 'test_acc>0.9'",
-    )
+    ).completer = complete.overrides
 
     _runs_list_parser(actions, [debug, root, filters])
 
@@ -333,6 +337,13 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
     )
     export.add_argument(
         "--epochs", action="store_true", help="one row per run and epoch: metrics.jsonl rows"
+    )
+    export.add_argument(
+        "--mlflow",
+        metavar="URI",
+        help="upload the runs to MLflow instead, as track.mlflow logs a run: a folder, "
+        "sqlite:///FILE or http://HOST:PORT (pip install cnnlab[mlflow]); runs already there "
+        "are skipped",
     )
     export.set_defaults(func=cmd_runs_export)
 

@@ -211,12 +211,48 @@ def cmd_runs_plot(args: argparse.Namespace) -> int:
 def cmd_runs_export(args: argparse.Namespace) -> int:
     from cnnlab.track import runs
 
+    if args.mlflow is not None:
+        return _export_mlflow(args)
     output = args.output or f"{'epochs' if args.epochs else 'runs'}.{args.format or 'csv'}"
     for text in args.filter:  # a malformed filter fails before the index is built or touched
         runs.parse_filter(text)
     rows = runs.filter_rows(runs.index_runs(args.root), args.filter)
     count = runs.write_export(rows, output, args.format, epochs=args.epochs)
     print(f"{count} rows: {output}")
+    return 0
+
+
+def _export_mlflow(args: argparse.Namespace) -> int:
+    """runs export --mlflow URI: each run under --root that MLflow does not hold yet, uploaded as
+    training with track.mlflow would have logged it."""
+    from cnnlab.errors import ConfigError
+    from cnnlab.track import runs
+    from cnnlab.track.mlflow import MlflowTracker
+
+    table = [f for f, given in (("-o", args.output), ("--format", args.format)) if given]
+    if args.epochs or table:
+        raise ConfigError(
+            f"--mlflow uploads runs to MLflow; {(table or ['--epochs'])[0]} is for a table file "
+            "(run the export twice for both)"
+        )
+    rows = runs.filter_rows(runs.index_runs(args.root), args.filter)
+    tracker = MlflowTracker(args.mlflow, strict=True, option="--mlflow")
+    there = tracker.uploaded()
+    uploaded, already, unfinished = 0, 0, 0
+    for row in rows:
+        if row.status in ("running", "unreadable"):
+            unfinished += 1
+        elif str(row.path.resolve()) in there:
+            already += 1
+        else:
+            _emit(f"{row.name}: MLflow run {tracker.log_finished(row)}\n")
+            uploaded += 1
+    notes = [f"{already} already there"] if already else []
+    notes += [f"{unfinished} running or unreadable, not uploaded"] if unfinished else []
+    _emit(
+        f"{uploaded} run{'' if uploaded == 1 else 's'} uploaded to {args.mlflow} (experiment "
+        f"{tracker.experiment_name}){'; ' if notes else ''}{'; '.join(notes)}\n"
+    )
     return 0
 
 

@@ -361,6 +361,12 @@ class RunConfig(Section):
     name: Name | None = None
 
 
+class TrackConfig(Section):
+    # Also log the run to MLflow (pip install cnnlab[mlflow]): a folder ("mlruns"), a file: or
+    # sqlite:/// URI, or a tracking server's URL. None: the run directory only.
+    mlflow: str | None = None
+
+
 class Config(Section):
     recipe: Name = "default"
     data: DataConfig = DataConfig()
@@ -372,6 +378,7 @@ class Config(Section):
     transfer: TransferConfig = TransferConfig()
     eval: EvalConfig = EvalConfig()
     run: RunConfig = RunConfig()
+    track: TrackConfig = TrackConfig()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-able data; loading it back gives an equal Config."""

@@ -130,7 +130,10 @@ def _format(path: Path, fmt: str | None) -> str:
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise ConfigError("--format parquet needs pyarrow: pip install pyarrow") from None
+            raise ConfigError(
+                "--format parquet needs pyarrow: pip install cnnlab[parquet]"
+                " (or pip install pyarrow)"
+            ) from None
     elif fmt != "csv":
         raise ConfigError(f"--format {fmt}: expected csv or parquet")
     return fmt

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 # Keys that differ between the runs of one group without changing the experiment.
-NOT_THE_EXPERIMENT = ("train.seed", "run.name", "run.dir")
+NOT_THE_EXPERIMENT = ("train.seed", "run.name", "run.dir", "track.mlflow")
 
 T = TypeVar("T")
 

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import socket
+import time
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.atomic import write_text_atomic
+from cnnlab.config.load import flatten
 from cnnlab.config.names import run_stamp
 from cnnlab.errors import ConfigError
 
@@ -41,6 +43,27 @@ TENSORBOARD_TAGS = {
     "val_acc": "Accuracy/val",
     "lr": "LR",
 }
+# The train loss of each logging point, x = optimizer step. In tensorboard/steps/, a run of its
+# own to TensorBoard: a resumed run drops the events after its checkpoint, and TensorBoard
+# does that by step for a whole run, which must then count its x in one unit.
+STEP_LOSS_TAG = "Loss/train_step"
+STEPS_DIR = "steps"
+# The summary's numbers that TensorBoard's HPARAMS tab shows beside each run's config.
+HPARAM_METRICS = (
+    "best_val_acc",
+    "final_val_acc",
+    "test_acc",
+    "best_monitor_value",
+    "epochs_run",
+    "train_seconds",
+    "images_per_second",
+)
+
+
+def hparam(value: Any) -> bool | int | float | str:
+    """A config value as a TensorBoard hparam: numbers, bools and strings as they are; lists,
+    mappings and None as JSON text ("[2, 2, 2]", "null"), which TensorBoard takes."""
+    return value if isinstance(value, bool | int | float | str) else json.dumps(value)
 
 
 def _safe_name(name: str) -> str:
@@ -55,6 +78,8 @@ class RunDir:
         self._csv_writer: csv.DictWriter | None = None
         self._tensorboard = None
         self._purge_step: int | None = None
+        self._step_writer = None
+        self._purge_optimizer_step: int | None = None
         self._lock: weakref.finalize | None = None
 
     @classmethod
@@ -91,8 +116,10 @@ class RunDir:
         run = cls(path)
         run.lock()  # a second `--resume` of the same run stops here, before changing a file
         run.rewrite_metrics(history)
-        # TensorBoard drops its events from this epoch on, for the same reason.
+        # TensorBoard drops its events from this epoch on, for the same reason; and the step
+        # events (their own folder: x = optimizer step) after the last epoch's step.
         run._purge_step = len(history) + 1
+        run._purge_optimizer_step = (history[-1]["step"] if history else 0) + 1
         return run
 
     def rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
@@ -129,6 +156,59 @@ class RunDir:
         for key, tag in TENSORBOARD_TAGS.items():
             if key in metrics:
                 writer.add_scalar(tag, metrics[key], global_step=metrics["epoch"])
+        writer.flush()
+        if self._step_writer is not None:
+            self._step_writer.flush()
+
+    def log_step(self, info: dict[str, Any]) -> None:
+        """A logging point of the training loop: its train loss (the mean since the last one)
+        at x = the optimizer step, in tensorboard/steps/. Flushed with the epoch's scalars."""
+        if self._step_writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._step_writer = SummaryWriter(
+                log_dir=str(self.path / "tensorboard" / STEPS_DIR),
+                purge_step=self._purge_optimizer_step,
+            )
+        self._step_writer.add_scalar(STEP_LOSS_TAG, info["loss"], global_step=info["step"])
+
+    def log_hparams(self, config: dict[str, Any], summary: dict[str, Any]) -> None:
+        """The run's flattened config and final numbers for TensorBoard's HPARAMS tab, which
+        then compares the runs under a logdir by config. Its metric columns are the runs'
+        scalars: the per-epoch tags, and summary/<key> for the summary's HPARAM_METRICS."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+        start = plugin_data_pb2.SessionStartInfo()
+        for key, value in flatten(config).items():
+            value = hparam(value)
+            if isinstance(value, bool):
+                start.hparams[key].bool_value = value
+            elif isinstance(value, str):
+                start.hparams[key].string_value = value
+            else:
+                start.hparams[key].number_value = value
+        status = {
+            "diverged": api_pb2.STATUS_FAILURE,
+            "failed": api_pb2.STATUS_FAILURE,
+            "interrupted": api_pb2.STATUS_UNKNOWN,
+        }.get(summary.get("status"), api_pb2.STATUS_SUCCESS)
+        end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
+        writer, step = self._tensorboard_writer(), summary.get("epochs_run") or 0
+        # The session alone, without the experiment summary torch's add_hparams also writes:
+        # TensorBoard then builds the table from every run's session, where one run's
+        # experiment summary would decide the columns of all.
+        for tag, data in (
+            (metadata.SESSION_START_INFO_TAG, {"session_start_info": start}),
+            (metadata.SESSION_END_INFO_TAG, {"session_end_info": end}),
+        ):
+            meta = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(**data))
+            event = Summary(value=[Summary.Value(tag=tag, metadata=meta)])
+            writer.file_writer.add_summary(event, step)
+        for key in HPARAM_METRICS:
+            value = summary.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                writer.add_scalar(f"summary/{key}", value, global_step=step)
         writer.flush()
 
     def _tensorboard_writer(self):
@@ -172,8 +252,9 @@ class RunDir:
     def close(self) -> None:
         if self._csv_file is not None:
             self._csv_file.close()
-        if self._tensorboard is not None:
-            self._tensorboard.close()
+        for writer in (self._tensorboard, self._step_writer):
+            if writer is not None:
+                writer.close()
         if self._lock is not None:
             self._lock()
             self._lock = None

@@ -20,6 +20,7 @@ from cnnlab.config import Config
 from cnnlab.errors import ConfigError
 from cnnlab.models.transfer import TransferNet
 from cnnlab.track.console import RunConsole
+from cnnlab.track.mlflow import trackers
 from cnnlab.track.rundir import RunDir
 from cnnlab.training import finetune, optim, schedule
 from cnnlab.training.device import (
@@ -181,6 +182,7 @@ def train(
 ) -> RunResult:
     """A new run of `config` in a new run directory. quiet: nothing on the terminal (log.txt
     and the run directory are written as always)."""
+    callbacks = [*callbacks, *trackers(config)]  # connected now: a bad URI leaves no run dir
     device = resolve_device(config.train.device)
     with kernel_mode(config.train.deterministic):
         seed_everything(config.train.seed)

@@ -106,6 +106,7 @@ class Recorder:
 
     def log_step(self, info: dict[str, Any]) -> None:
         self.out.step(info)
+        self.run.log_step(info)
         if not self._hinted and self.setup.device.type == "cpu":
             self._hinted = True  # judged once, at the first logging point
             self._suggest_faster(info)
@@ -151,6 +152,7 @@ class Recorder:
         test_acc = self.test_accuracy() if test and state.history else None
         summary = make_summary(self.config, self.setup, state, findings, test_acc)
         self.run.write_summary(summary)
+        self.run.log_hparams(self.config.to_dict(), summary)
         self.out.final_table(summary)
         if state.status in ("interrupted", "time_limit"):
             self.out.print(

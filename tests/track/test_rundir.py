@@ -196,3 +196,145 @@ def test_write_text_writes_a_named_file(tmp_path):
     run = RunDir.create(tmp_path, "r")
     run.write_text("model.txt", "total params: 1\n")
     assert (run.path / "model.txt").read_text() == "total params: 1\n"
+
+
+# ---------------------------------------------------------------- TensorBoard: steps and hparams
+
+
+def events(run: RunDir, folder: str = "tensorboard"):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run.path / folder))
+    acc.Reload()
+    return acc
+
+
+def session_hparams(acc) -> dict:
+    """The hparams of a run's TensorBoard session, as the HPARAMS tab reads them: name ->
+    (type, value)."""
+    from tensorboard.plugins.hparams import metadata
+
+    content = acc.PluginTagToContent("hparams")[metadata.SESSION_START_INFO_TAG]
+    start = metadata.parse_session_start_info_plugin_data(content)
+    return {
+        k: (v.WhichOneof("kind"), getattr(v, v.WhichOneof("kind")))
+        for k, v in start.hparams.items()
+    }
+
+
+STEPS = f"tensorboard/{rundir.STEPS_DIR}"  # the step events' own folder (a run to TensorBoard)
+
+
+def step(n: int, loss: float) -> dict:
+    return {"epoch": 1, "step": n, "batch": n, "batches": 40, "loss": loss, "lr": 0.1}
+
+
+def test_log_step_writes_the_train_loss_at_the_optimizer_step(tmp_path):
+    run = RunDir.create(tmp_path, "r")
+    for n, loss in ((10, 2.0), (20, 1.5), (30, 1.25)):
+        run.log_step(step(n, loss))
+    run.log_epoch(epoch(1))
+    run.close()
+    points = events(run, STEPS).Scalars(rundir.STEP_LOSS_TAG)
+    assert [(p.step, p.value) for p in points] == [(10, 2.0), (20, 1.5), (30, 1.25)]
+
+
+CONFIG = {
+    "recipe": "default",
+    "optim": {"name": "sgd", "lr": 0.05, "betas": [0.9, 0.999], "eps": None, "lr_mult": {}},
+    "train": {"epochs": 2, "channels_last": False},
+    "augment": {"train": [{"op": "flip", "p": 0.5}]},
+}
+
+
+def test_log_hparams_writes_the_flattened_config_as_tensorboard_takes_it(tmp_path):
+    run = logged_run(tmp_path, 1, 2)
+    run = RunDir(run.path)
+    summary = {"status": "completed", "best_val_acc": 0.75, "test_acc": None, "epochs_run": 2}
+    run.log_hparams(CONFIG, summary)
+    run.close()
+    acc = events(run)
+    assert session_hparams(acc) == {
+        "recipe": ("string_value", "default"),
+        "optim.name": ("string_value", "sgd"),
+        "optim.lr": ("number_value", 0.05),
+        "optim.betas": ("string_value", "[0.9, 0.999]"),  # lists, None and {} as text
+        "optim.eps": ("string_value", "null"),
+        "optim.lr_mult": ("string_value", "{}"),
+        "train.epochs": ("number_value", 2.0),
+        "train.channels_last": ("bool_value", False),
+        "augment.train": ("string_value", '[{"op": "flip", "p": 0.5}]'),
+    }
+    # the final numbers beside them; a missing test score is left out, not written as 0
+    assert [(p.step, p.value) for p in acc.Scalars("summary/best_val_acc")] == [(2, 0.75)]
+    assert "summary/test_acc" not in acc.Tags()["scalars"]
+
+
+def test_the_hparams_tab_compares_runs_by_their_configs(tmp_path):
+    """TensorBoard's hparams plugin, over a logdir of two runs, builds one table: each run's
+    config keys as columns, their metrics (per-epoch tags and summary/*) beside them."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import backend_context
+
+    for lr, acc in ((0.1, 0.5), (0.01, 0.7)):
+        run = RunDir.create(tmp_path, f"lr{lr}")
+        run.log_epoch({**epoch(1), "val_acc": acc})
+        config = {**CONFIG, "optim": {"name": "sgd", "lr": lr}}
+        run.log_hparams(config, {"status": "completed", "best_val_acc": acc, "epochs_run": 1})
+        run.close()
+    multiplexer = EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(tmp_path))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
+    hparams = backend_context.Context(
+        base_plugin.TBContext(logdir=str(tmp_path), multiplexer=multiplexer, data_provider=provider)
+    )
+    request = context.RequestContext()
+    experiment = hparams.experiment_from_metadata(
+        request,
+        "",
+        True,
+        hparams.hparams_metadata(request, ""),
+        hparams.hparams_from_data_provider(request, "", None),
+    )
+    columns = {h.name: h for h in experiment.hparam_infos}
+    assert {"optim.lr", "optim.name", "train.epochs", "augment.train"} <= columns.keys()
+    assert {m.name.tag for m in experiment.metric_infos} >= {"Accuracy/val", "summary/best_val_acc"}
+
+
+def test_resuming_drops_the_step_events_after_the_checkpoint(tmp_path):
+    """A run that logged 3 epochs of 10 steps but whose checkpoint knows 2: the resumed run
+    shows epochs 1-2 and steps 1-20 from before, and what it logs itself after them."""
+    run = RunDir.create(tmp_path, "r")
+    for n in (1, 2, 3):
+        run.log_step(step(10 * n, 10.0 - n))
+        run.log_epoch(epoch(n))
+    run.close()
+    resumed = RunDir.reopen(run.path, [epoch(1), epoch(2)])  # epoch(n)["step"] = 10 n
+    resumed.log_step(step(30, 0.5))
+    resumed.log_epoch({**epoch(3), "val_acc": 0.99})
+    resumed.close()
+    steps = events(resumed, STEPS).Scalars(rundir.STEP_LOSS_TAG)
+    assert [(p.step, p.value) for p in steps] == [
+        (10, 9.0),
+        (20, 8.0),
+        (30, 0.5),
+    ]
+    val = events(resumed).Scalars("Accuracy/val")
+    assert [p.step for p in val] == [1, 2, 3]
+    assert [p.value for p in val] == pytest.approx([epoch(1)["val_acc"], epoch(2)["val_acc"], 0.99])
+
+
+def test_a_trained_run_has_step_losses_and_its_config_in_tensorboard(quick):
+    from cnnlab.training.experiment import train
+
+    result = train(quick("train.epochs=1", "optim.name=sgd"), quiet=True)
+    acc = events(RunDir(result.path))
+    steps = [p.step for p in events(RunDir(result.path), STEPS).Scalars(rundir.STEP_LOSS_TAG)]
+    assert steps and steps[-1] == result.summary["steps"]  # the epoch's last step is logged
+    hparams = session_hparams(acc)
+    assert hparams["optim.name"] == ("string_value", "sgd")
+    assert hparams["train.epochs"] == ("number_value", 1.0)
