@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -200,7 +201,8 @@ class Watcher:
                 time.sleep(POLL_S)
                 self.reap()
                 if "://" in self.url:
-                    optuna.storages.fail_stale_trials(self.study)  # heartbeat re-queues
+                    with studies.settled():  # the heartbeat's re-queue, also with no worker
+                        optuna.storages.fail_stale_trials(self.study)
                 before = len(self.echo.seen)
                 self.echo.finished(self.study)
                 if len(self.echo.seen) > before:
@@ -324,6 +326,7 @@ def run_worker(
 
         torch.set_num_threads(threads)
     log_to(sys.stderr)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # see settled()
     work(
         study,
         plan,

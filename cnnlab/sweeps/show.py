@@ -99,17 +99,22 @@ def write_tables(study: optuna.Study, plan: Plan, sweep_dir: Path) -> None:
 
 
 def importances(study: optuna.Study) -> dict[str, float]:
-    """fANOVA importance of each key over the completed trials ({} below two of them, or
-    when no key varied)."""
+    """Each key's importance over the completed trials ({} below two of them, or when no key
+    varied), by PED-ANOVA: milliseconds where fANOVA's random forest takes seconds, and it
+    judges keys that only some trials have (a `when` condition)."""
     done = [t for t in trials(study) if t.state == TrialState.COMPLETE]
     if len(done) < 2:
         return {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return optuna.importance.get_param_importances(study)
+            return optuna.importance.get_param_importances(study, evaluator=_evaluator())
     except (ValueError, RuntimeError):
         return {}
+
+
+def _evaluator() -> optuna.importance.PedAnovaImportanceEvaluator:
+    return optuna.importance.PedAnovaImportanceEvaluator()
 
 
 def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
@@ -119,7 +124,7 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
 
     draw = {
         "history.png": plots.plot_optimization_history,
-        "importance.png": plots.plot_param_importances,
+        "importance.png": lambda s: plots.plot_param_importances(s, evaluator=_evaluator()),
         "slice.png": plots.plot_slice,
         "parallel.png": plots.plot_parallel_coordinate,
     }

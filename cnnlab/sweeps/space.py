@@ -33,7 +33,8 @@ class _Entry(BaseModel):
     @classmethod
     def _listed(cls, v: Any) -> Any:
         if isinstance(v, dict):
-            return {k: x if isinstance(x, list) else [x] for k, x in v.items()}
+            listed = {k: x if isinstance(x, list) else [x] for k, x in v.items()}
+            return {k: [_number(x) for x in xs] for k, xs in listed.items()}
         return v
 
     def active(self, chosen: dict[str, Any]) -> bool:
@@ -99,7 +100,7 @@ class ChoiceParam(_Entry):
     @field_validator("choices")
     @classmethod
     def _distinct(cls, v: list[Any]) -> list[Any]:
-        v = [float(c) if isinstance(c, str) and _FLOAT_TEXT.fullmatch(c) else c for c in v]
+        v = [_number(c) for c in v]
         codes = [encode(c) for c in v]
         twice = sorted({c for c in codes if codes.count(c) > 1}, key=str)
         if twice:
@@ -118,6 +119,10 @@ class ChoiceParam(_Entry):
 
 Param = Annotated[FloatParam | IntParam | ChoiceParam, Field(discriminator="type")]
 TYPES = ("float", "int", "categorical")
+
+
+def _number(value: Any) -> Any:
+    return float(value) if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value) else value
 
 
 def _check_range(low: float, high: float, log: bool) -> None:

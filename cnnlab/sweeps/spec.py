@@ -233,7 +233,7 @@ def _entry(key: str, value: Any) -> Any:
     leaves = _leaf_types()
     if key not in leaves:
         known = [k for k in valid_keys() if k in leaves]
-        section = "" if key.split(".")[0] not in valid_keys() else " (a section, not a key)"
+        section = " (a section, not a key)" if key in valid_keys() else ""
         raise ValueError(f"space.{key}: not a config key{section}{did_you_mean(key, known)}")
     if key in MANAGED:
         raise ValueError(f"space.{key}: the sweep sets {key} itself (each trial's run)")

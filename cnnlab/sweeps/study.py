@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import socket
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -78,7 +79,8 @@ def open_storage(url: str, heartbeat: int | None = None, retries: int = 0):
             ),
         }
     try:
-        return optuna.storages.RDBStorage(_driver(url), **beats)
+        with settled():
+            return optuna.storages.RDBStorage(_driver(url), **beats)
     except ModuleNotFoundError as e:
         raise ConfigError(
             f"--storage {shown(url)}: needs the {e.name} module (pip install 'cnnlab[sweep]')"
@@ -86,6 +88,15 @@ def open_storage(url: str, heartbeat: int | None = None, retries: int = 0):
     except Exception as e:  # noqa: BLE001  (SQLAlchemy's and the driver's errors: one line)
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
         raise ConfigError(f"--storage {shown(url)}: cannot open it ({reason})") from None
+
+
+@contextmanager
+def settled() -> Iterator[None]:
+    """Without Optuna's ExperimentalWarning: its heartbeat, retry callback and stale-trial
+    check have carried it since Optuna 2.8 (2021) and are what an RDB sweep relies on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def _driver(url: str) -> str:

@@ -27,7 +27,7 @@ GROUP_JSON = "group.json"  # a group of seeds: each metric's mean, std, min, max
 # (file, caption) of the plots, in the order a page shows them.
 PLOTS = (
     ("history.png", "optimisation history: each trial's objective and the best so far"),
-    ("importance.png", "parameter importances (fANOVA): how much each key moved the objective"),
+    ("importance.png", "parameter importances (PED-ANOVA): how much each key moved the objective"),
     ("slice.png", "the objective against each parameter"),
     ("parallel.png", "parallel coordinates: every trial's parameters and objective"),
 )
