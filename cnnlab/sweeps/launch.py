@@ -37,6 +37,7 @@ from cnnlab.sweeps.spec import Plan, Spec, load_spec
 from cnnlab.sweeps.worker import log_to, work
 from cnnlab.track.sweepdir import BASE_YAML, BEST_YAML, JOURNAL, SPEC_YAML, SWEEP_JSON, WORKER_LOGS
 
+EXIT_INTERRUPTED = 130  # a worker's exit code after Ctrl-C (cnnlab.cli.codes)
 POLL_S = 1.0  # how often the watcher looks at its workers and the study
 
 
@@ -113,6 +114,9 @@ def run_sweep(
             else:
                 deadline = None if spec.timeout is None else time.monotonic() + 60 * spec.timeout
                 Watcher(plan, study, url, sweep_dir, echo, deadline).run()
+        except KeyboardInterrupt:
+            echo.line(f"interrupted; stopped trials are queued again: cnnlab sweep {sweep_dir}")
+            raise
         finally:
             show.write_tables(study, plan, sweep_dir)  # also after Ctrl-C
     show.write_plots(study, sweep_dir)
@@ -158,12 +162,13 @@ class Echo:
             print(text, file=self.out, flush=True)
 
     def finished(self, study: optuna.Study) -> None:
+        retried = show.retried_numbers(study)
         for trial in show.trials(study):
             if trial.state.is_finished() and trial.number not in self.seen:
                 self.seen.add(trial.number)
-                self.line(self._describe(trial))
+                self.line(self._describe(trial, retried))
 
-    def _describe(self, t: FrozenTrial) -> str:
+    def _describe(self, t: FrozenTrial, retried: set[int]) -> str:
         metric = self.plan.spec.objective.metric
         state = show.STATES.get(t.state, t.state.name.lower())
         if t.state == TrialState.COMPLETE:
@@ -171,7 +176,7 @@ class Echo:
         elif t.state == TrialState.PRUNED:
             result = f"at epoch {t.last_step}" if t.last_step is not None else "before epoch 1"
         else:
-            result = t.user_attrs.get(studies.ERROR) or "its worker stopped"
+            result = show.failure(t, retried)
         values = config_values(self.plan.spec.space, t.params)
         params = " ".join(f"{k}={show._short(v)}" for k, v in values.items())
         seconds = f"{t.duration.total_seconds():.1f} s" if t.duration else "-"
@@ -185,6 +190,7 @@ class Watcher:
         self.plan, self.study, self.url, self.sweep_dir = plan, study, url, sweep_dir
         self.echo, self.deadline = echo, deadline
         self.procs: dict[int, subprocess.Popen] = {}
+        self.interrupted = False  # a worker stopped for Ctrl-C: the user's, so start no more
         self.lost = 0  # deaths since a trial last finished: a worker that cannot start
         self.logs = sweep_dir / WORKER_LOGS
         self.logs.mkdir(exist_ok=True)
@@ -210,6 +216,8 @@ class Watcher:
                 if self.procs:
                     idle_since = None
                     continue
+                if self.interrupted:
+                    raise KeyboardInterrupt
                 if self._can_go_on():
                     self.start(0)
                     continue
@@ -217,11 +225,14 @@ class Watcher:
                 if not self._wait_for_stale(idle_since):
                     break
         except KeyboardInterrupt:
-            self.echo.line("interrupted: waiting for the workers to save their runs")
-            self.stop()
+            if self.procs:
+                self.echo.line("interrupted: waiting for the workers to save their runs")
+                self.stop()
             raise
 
     def _can_go_on(self) -> bool:
+        if self.interrupted:
+            return False
         timed_out = self.deadline is not None and time.monotonic() >= self.deadline
         return not timed_out and studies.work_left(self.study, self.plan)
 
@@ -262,6 +273,9 @@ class Watcher:
                 continue
             del self.procs[index]
             if code == 0:
+                continue
+            if code == EXIT_INTERRUPTED:  # it saved its run and re-queued its trial
+                self.interrupted = True
                 continue
             self.lost += 1
             how = f"signal {-code}" if code < 0 else f"exit code {code}"

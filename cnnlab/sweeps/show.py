@@ -40,19 +40,18 @@ def frame(study: optuna.Study, plan: Plan) -> pd.DataFrame:
     config keys, the run's status, its folder, seconds, the trial it retries, its error."""
     spec, found = plan.spec, trials(study)
     metric = spec.objective.metric
-    retried = {n for t in found for n in t.system_attrs.get("retry_history", [])}
+    retried = retried_numbers(study)
     rows = []
     for t in found:
-        error = t.user_attrs.get(studies.ERROR)
-        if t.state == TrialState.FAIL and error is None:
-            error = "its worker stopped" + (", re-queued" if t.number in retried else "")
+        error = failure(t, retried) if t.state == TrialState.FAIL else None
         seconds = t.duration.total_seconds() if t.duration is not None else None
         rows.append(
             {
                 "trial": t.number,
                 "state": STATES.get(t.state, t.state.name.lower()),
                 metric: t.value,
-                **config_values(spec.space, t.params),
+                # a waiting grid point has its values as the enqueued params only
+                **config_values(spec.space, t.params or t.system_attrs.get("fixed_params", {})),
                 "status": t.user_attrs.get(studies.STATUS),
                 "run": t.user_attrs.get(studies.RUN),
                 "seconds": None if seconds is None else round(seconds, 1),
@@ -62,9 +61,29 @@ def frame(study: optuna.Study, plan: Plan) -> pd.DataFrame:
         )
     columns = ["trial", "state", metric, *spec.space, "status", "run", "seconds", "retry_of"]
     table = pd.DataFrame(rows, columns=[*columns, "error"])
+    table["retry_of"] = table["retry_of"].astype("Int64")  # a trial number, or empty
     for key in spec.space:  # lists and mappings (choices of augment.train) as their JSON
         table[key] = table[key].map(lambda v: json.dumps(v) if isinstance(v, list | dict) else v)
     return table
+
+
+def failure(trial: FrozenTrial, retried: set[int]) -> str:
+    """Why a FAIL trial failed: its error, or its end (Ctrl-C, a worker that died)."""
+    error = trial.user_attrs.get(studies.ERROR)
+    if error is not None:
+        return error
+    why = (
+        "interrupted"
+        if trial.user_attrs.get(studies.STATUS) == "interrupted"
+        else ("its worker stopped")
+    )
+    return why + (", re-queued" if trial.number in retried else "")
+
+
+def retried_numbers(study: optuna.Study) -> set[int]:
+    """Trials that a later trial re-runs."""
+    found = study.get_trials(deepcopy=False)
+    return {n for t in found for n in t.system_attrs.get("retry_history", [])}
 
 
 def best(study: optuna.Study) -> FrozenTrial | None:

@@ -1,6 +1,7 @@
 """Worker processes sharing one study, killed at random: every trial is accounted for
 (complete, pruned, or failed and retried), none is lost, no grid point runs twice. On the
-journal file (the default) and on a real PostgreSQL server started in a temp directory."""
+journal file (the default) and on a real PostgreSQL server started in a temp directory; and
+Ctrl-C, then a resume."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from cnnlab.cli import main
 from cnnlab.sweeps import study as studies
 from cnnlab.track.registry import load_run
 
@@ -155,3 +157,37 @@ def test_workers_on_postgresql_a_killed_ones_trial_is_requeued_by_the_heartbeat(
     # Optuna's RetryHeartbeatStaleTrialCallback wrote this retry: the heartbeat found it.
     assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == number
     assert "re-queued" not in out  # not by the watcher: it leaves RDB trials to the heartbeat
+
+
+def test_ctrl_c_keeps_the_run_requeues_its_trial_and_a_resume_finishes_the_grid(
+    spec_file, tmp_path
+):
+    path = spec_file(
+        base={"overrides": {"train.epochs": 8, "model.width": 8}}, space={"optim.lr": [0.003, 0.01]}
+    )
+    with open(tmp_path / "sweep.out", "w") as log:  # a session of its own, as a terminal's
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cnnlab", "sweep", str(path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    sweep_dir = tmp_path / "runs" / "sweep"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:  # until an epoch is logged
+        time.sleep(0.3)
+        if any(p.stat().st_size for p in sweep_dir.glob("*trial-0000/metrics.jsonl")):
+            break
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's process group
+    assert proc.wait(timeout=120) == 130, (tmp_path / "sweep.out").read_text()
+    first = pd.read_csv(sweep_dir / "trials.csv").set_index("trial").loc[0]
+    assert (first["state"], first["error"]) == ("failed", "interrupted, re-queued")
+    run = load_run(sweep_dir / first["run"])
+    assert run.summary["status"] == "interrupted"
+    assert (run.path / "checkpoints" / "last.ckpt").is_file()
+
+    assert main(["sweep", str(sweep_dir)]) == 0
+    table = pd.read_csv(sweep_dir / "trials.csv")
+    done = table[table["state"] == "complete"]
+    assert sorted(done["optim.lr"]) == [0.003, 0.01]  # each point once, the stopped one again
+    assert done.set_index("optim.lr").loc[0.003, "retry_of"] == 0

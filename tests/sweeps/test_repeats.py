@@ -13,6 +13,7 @@ from cnnlab.sweeps.repeats import parse_seeds
 from cnnlab.track.registry import load_run
 
 
+@pytest.mark.slow
 def test_seeds_3_is_a_group_whose_mean_and_std_are_numpys(tmp_path, capsys):
     argv = ["train", "--seeds", "3", "data.name=digits-with-test", "train.epochs=1"]
     argv += ["model.width=4", f"run.dir={tmp_path}"]

@@ -1,4 +1,5 @@
-"""Sweeps end to end in this process: tiny real trainings on digits, nothing mocked."""
+"""Sweeps end to end in this process: tiny real trainings on digits, nothing mocked (each test
+trains a few one-second runs, and draws Optuna's plots: slow)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import pytest
 import cnnlab
 from cnnlab.cli import main
 from cnnlab.config import load_config
+from cnnlab.report import write_report
 from cnnlab.track.registry import load_run
 from cnnlab.track.runindex import find_run_dirs
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_2x2_grid_runs_4_trials_and_running_it_again_adds_none(spec_file, tmp_path, capsys):
@@ -40,6 +44,12 @@ def test_a_2x2_grid_runs_4_trials_and_running_it_again_adds_none(spec_file, tmp_
     shown = capsys.readouterr().out
     assert f"best: trial {best['trial']}, val_acc {best['val_acc']:.4f}" in shown
     assert (sweep_dir / "history.png").is_file() and (sweep_dir / "slice.png").is_file()
+
+    page = write_report([sweep_dir], tmp_path / "report.html").read_text()
+    sweep_part = page[page.index("<h2>Sweep sweep</h2>") : page.index("<h2>Comparison</h2>")]
+    assert "optimisation history" in sweep_part and "parallel coordinates" in sweep_part
+    assert sweep_part.count('src="data:image/png;base64,') == 4  # the sweep's four plots
+    assert sweep_part.count("<tr>") == 1 + 4  # the trials table: its header and 4 trials
 
 
 def test_a_random_sweep_resumed_with_a_larger_budget_runs_up_to_it(spec_file):
