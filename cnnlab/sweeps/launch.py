@@ -122,8 +122,7 @@ def run_sweep(
     show.write_plots(study, sweep_dir)
     for line in show.summary_lines(study, plan):
         echo.line(line)
-    echo.line(f"best config: {sweep_dir / BEST_YAML} (cnnlab train -c it); details: cnnlab sweep "
-              f"show {sweep_dir}")  # fmt: skip
+    echo.line(f"best config: {sweep_dir / BEST_YAML}; details: cnnlab sweep show {sweep_dir}")
     return study, plan, sweep_dir
 
 

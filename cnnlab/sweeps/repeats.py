@@ -133,11 +133,12 @@ def train_seeds(
     name: str | None = None,
     quiet: bool = False,
     callbacks: Callable[[int], Sequence[Callback]] = lambda i: (),
+    stop_on: Sequence[str] = ("interrupted",),
 ) -> Group:
     """Train `config` once per seed into `folder` (default: a new group folder under run.dir),
-    group.json rewritten after each run. Stops early after an interrupted run (Ctrl-C); a run
-    that raises stops the group, with group.json holding the runs before it.
-    callbacks(i): the Callbacks of the i-th run."""
+    group.json rewritten after each run. Stops early after a run whose status is in `stop_on`
+    (Ctrl-C; a sweep adds pruned and diverged); a run that raises stops the group, with
+    group.json holding the runs before it. callbacks(i): the Callbacks of the i-th run."""
     from cnnlab.training.experiment import default_name, train
 
     name = name or config.run.name or default_name(config)
@@ -149,6 +150,6 @@ def train_seeds(
         results.append(result)
         group = Group(folder, list(results), list(seeds)[: len(results)])
         write_text_atomic(folder / GROUP_JSON, json.dumps(group.record(), indent=2) + "\n")
-        if result.status == "interrupted":
+        if result.status in stop_on:
             break
     return Group(folder, results, list(seeds)[: len(results)])

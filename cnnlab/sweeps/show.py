@@ -200,13 +200,15 @@ def summary_lines(study: optuna.Study, plan: Plan) -> list[str]:
         lines += [f"  {k} = {_short(v)}" for k, v in values.items()]
     found_importances = importances(study)
     if found_importances:
-        lines.append(
-            "importance: " + ", ".join(f"{k} {v:.2f}" for k, v in found_importances.items())
-        )
+        done = sum(t.state == TrialState.COMPLETE for t in found)
+        shares = ", ".join(f"{k} {v:.2f}" for k, v in found_importances.items())
+        lines.append(f"importance (PED-ANOVA over {done} complete trials): {shares}")
     return lines
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
     text = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return text if len(text) <= 60 else text[:59] + "…"
 

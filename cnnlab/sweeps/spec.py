@@ -248,8 +248,8 @@ def _entry(key: str, value: Any) -> Any:
     if "type" in value:
         if value["type"] not in TYPES:
             hint = did_you_mean(str(value["type"]), list(TYPES))
-            raise ValueError(f"space.{key}.type = {value['type']!r}: expected one of "
-                             f"{', '.join(TYPES)}{hint}")  # fmt: skip
+            given = f"space.{key}.type = {value['type']!r}"
+            raise ValueError(f"{given}: expected one of {', '.join(TYPES)}{hint}")
     elif "choices" in value:
         value["type"] = "categorical"
     elif leaves[key] in ("float", "int"):

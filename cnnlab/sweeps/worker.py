@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnlab.config import load_config
+from cnnlab.errors import CnnlabError
 from cnnlab.sweeps import study as studies
 from cnnlab.sweeps.repeats import train_seeds
 from cnnlab.sweeps.space import overrides, suggest
@@ -39,10 +40,12 @@ class TrialFailed(Exception):
 
 class Reporter(Callback):
     """Collects a run's per-epoch metric; reports it to the trial and stops the run when the
-    pruner says so (`prune`: the first run of a trial only, whose epochs are its steps)."""
+    pruner says so (`prune`: the first run of a trial only, whose epochs are its steps), but
+    never after its last epoch (`epochs`): a run that has trained is scored."""
 
-    def __init__(self, trial: optuna.Trial, metric: str | None, prune: bool, sweep_dir: Path):
+    def __init__(self, trial: optuna.Trial, metric: str, prune: bool, sweep_dir: Path, epochs: int):
         self.trial, self.metric, self.prune, self.sweep_dir = trial, metric, prune, sweep_dir
+        self.epochs = epochs
         self.values: list[float] = []
 
     def on_start(self, run_dir: Path, config: Any) -> None:
@@ -51,13 +54,13 @@ class Reporter(Callback):
             self.trial.set_user_attr(studies.RUN, where.name)
 
     def on_epoch(self, metrics: dict[str, Any]) -> str | None:
-        value = metrics.get(self.metric) if self.metric else None
+        value = metrics.get(self.metric)
         if not isinstance(value, int | float) or not math.isfinite(value):
             return None
         self.values.append(float(value))
         if self.prune:
             self.trial.report(float(value), metrics["epoch"])
-            if self.trial.should_prune():
+            if metrics["epoch"] < self.epochs and self.trial.should_prune():
                 return "pruned"
         return None
 
@@ -83,13 +86,15 @@ class Objective:
         try:
             config = load_config(base=plan.base, overrides=overrides(values | own))
             metric = intermediate_metric(spec, config.train.early_stopping.monitor)
+            watched, epochs = metric or spec.objective.metric, config.train.epochs
             reporters = [
-                Reporter(trial, metric or spec.objective.metric, i == 0, self.sweep_dir)
+                Reporter(trial, watched, i == 0, self.sweep_dir, epochs)
                 for i in range(spec.repeats)
             ]
             results = self._train(config, name, reporters)
         except Exception as e:
-            trial.set_user_attr(studies.ERROR, f"{type(e).__name__}: {e}".splitlines()[0])
+            what = str(e) if isinstance(e, CnnlabError) else f"{type(e).__name__}: {e}"
+            trial.set_user_attr(studies.ERROR, what.splitlines()[0] if what else type(e).__name__)
             raise
         trial.set_user_attr(studies.STATUS, ", ".join(r.status for r in results))
         return self._value(trial, results, reporters)
@@ -105,6 +110,7 @@ class Objective:
             name=name,
             quiet=self.quiet,
             callbacks=lambda i: [reporters[i]],
+            stop_on=("interrupted", "pruned", "diverged"),  # the trial's fate is decided
         )
         return group.results
 
