@@ -46,8 +46,11 @@ def prepare(plan: Plan, sweep_dir: Path) -> tuple[optuna.Study, str]:
     orphaned trials are re-queued and any missing grid points enqueued)."""
     spec = plan.spec
     url = studies.storage_url(spec, sweep_dir)
+    if "://" in url:  # a storage that cannot be opened leaves no sweep directory behind
+        storage = studies.open_storage(url, _beat(url, spec), spec.retries)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    storage = studies.open_storage(url, _beat(url, spec), spec.retries)
+    if "://" not in url:
+        storage = studies.open_storage(url)
     study = studies.create(plan, storage)
     record = {"study": spec.name, "storage": JOURNAL if spec.storage is None else url}
     write_text_atomic(sweep_dir / SWEEP_JSON, json.dumps(record, indent=2) + "\n")
@@ -91,9 +94,10 @@ def run_sweep(
         plan = load_spec(source, **flags)
     spec, out = plan.spec, out or sys.stdout
     sweep_dir = plan.sweep_dir().absolute()
-    (sweep_dir / WORKER_LOGS).mkdir(parents=True, exist_ok=True)
-    with open(sweep_dir / WORKER_LOGS / "worker-0.log", "a") as log, _optuna_logs_to(log):
+    with _optuna_logs_to(None):
         study, url = prepare(plan, sweep_dir)
+    (sweep_dir / WORKER_LOGS).mkdir(exist_ok=True)
+    with open(sweep_dir / WORKER_LOGS / "worker-0.log", "a") as log, _optuna_logs_to(log):
         echo = Echo(plan, None if quiet else out)
         echo.line(
             f"sweep {spec.name}: {_budget(study, plan)}, {spec.workers} worker"
@@ -127,9 +131,9 @@ def run_sweep(
 
 
 @contextlib.contextmanager
-def _optuna_logs_to(stream: TextIO) -> Iterator[None]:
-    """Optuna's lines (with the traceback of a failed trial) into the worker's log rather
-    than the terminal, for as long as the sweep runs here."""
+def _optuna_logs_to(stream: TextIO | None) -> Iterator[None]:
+    """Optuna's lines (with the traceback of a failed trial) into the worker's log (None:
+    nowhere) rather than the terminal, for as long as the sweep runs here."""
     logger = optuna.logging.get_logger("optuna")
     handlers, level = list(logger.handlers), logger.level
     try:
@@ -326,6 +330,8 @@ def run_worker(
 ) -> None:
     """`cnnlab sweep worker`: join the study `name` in `storage` from any machine; its runs go
     to `sweep_dir` (default: the sweep's own directory name, here)."""
+    if "://" not in storage and not Path(storage).is_file():
+        raise ConfigError(f"--storage {storage}: no such journal file (or give an RDB URL)")
     _, plan = studies.load(studies.open_storage(storage), name)
     beats = _beat(storage, plan.spec)
     study, plan = studies.load(studies.open_storage(storage, beats, plan.spec.retries), name, index)

@@ -181,6 +181,8 @@ def load_spec(source: str | Path | dict[str, Any] | Spec, **flags: Any) -> Plan:
         raw, where, folder = dict(source), "spec", Path.cwd()
     else:
         path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"{path}: spec file not found")
         raw, where, folder = read_yaml_file(path), str(path), path.parent
         raw.setdefault("name", path.stem)
     raw |= {k: v for k, v in flags.items() if v is not None}

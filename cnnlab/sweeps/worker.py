@@ -195,9 +195,9 @@ def work(
 
 def log_to(stream: Any = sys.stderr) -> None:
     """Optuna's own lines (trial finished, pruned, failed with its traceback) into a worker's
-    log, instead of the terminal."""
+    log (None: nowhere), instead of the terminal."""
     optuna.logging.disable_default_handler()
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(stream) if stream is not None else logging.NullHandler()
     handler.setFormatter(logging.Formatter("[%(levelname)1.1s %(asctime)s] %(message)s"))
     optuna.logging.get_logger("optuna").addHandler(handler)
     optuna.logging.set_verbosity(optuna.logging.INFO)
