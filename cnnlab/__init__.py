@@ -7,6 +7,8 @@ Public API:
                                     continue a run from its last checkpoint, in its directory
     load_config(files, overrides)   resolve recipe <- YAML files <- key=value overrides
     load_run(path) -> Run           read a run directory back
+    sweep(spec, ...) -> DataFrame   tune config keys with Optuna (a spec file, mapping or sweep
+                                    directory); one row per trial
 Torch is imported only when train() is called, so config tools start instantly.
 """
 
@@ -21,7 +23,11 @@ from cnnlab.track.registry import Run, load_run
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
+    import pandas as pd
+
+    from cnnlab.sweeps.spec import Spec
     from cnnlab.training.experiment import Callback, RunResult
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
     "load_config",
     "load_run",
     "resume",
+    "sweep",
     "train",
 ]
 
@@ -57,3 +64,25 @@ def resume(run_dir: str, overrides: Sequence[str] = (), *, quiet: bool = False) 
     from cnnlab.training.resume import resume as resume_training
 
     return resume_training(run_dir, list(overrides), quiet=quiet)
+
+
+def sweep(
+    spec: str | Path | dict[str, Any] | Spec,
+    *,
+    trials: int | None = None,
+    timeout: float | None = None,
+    workers: int | None = None,
+    storage: str | None = None,
+    name: str | None = None,
+    quiet: bool = False,
+) -> pd.DataFrame:
+    """Run (or resume) a sweep, as `cnnlab sweep` does, and return its trials: one row per
+    trial (trial, state, the objective, the sampled keys, status, run, seconds, error), as in
+    its trials.csv. `spec`: a spec file, a mapping of one, a Spec, or a sweep directory.
+    timeout in minutes; quiet: no lines on the terminal."""
+    from cnnlab.sweeps.launch import run_sweep
+    from cnnlab.sweeps.show import frame
+
+    flags = {"trials": trials, "timeout": timeout, "workers": workers, "storage": storage}
+    study, plan, _ = run_sweep(spec, quiet=quiet, name=name, **flags)
+    return frame(study, plan)

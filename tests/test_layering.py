@@ -16,7 +16,7 @@ BASE = {
 }  # the bottom layer, importable from anywhere
 SIBLINGS = {"data", "augment", "models", "track"}  # import the base only, never each other
 TRAIN = {"training"}  # may import the siblings
-UPPER = {"report", "analyze"}  # may import train and below
+UPPER = {"report", "analyze", "sweeps"}  # may import train and below
 
 ALLOWED = {
     **{name: BASE for name in BASE},

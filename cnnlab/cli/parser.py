@@ -24,6 +24,7 @@ from cnnlab.cli.runs_commands import (
     cmd_runs_list,
     cmd_runs_plot,
 )
+from cnnlab.cli.sweep_commands import add_parser as add_sweep_parser
 from cnnlab.cli.train_commands import cmd_lr_find, cmd_train, cmd_transfer
 from cnnlab.config.schema import DEFAULT_RUN_DIR, EVAL, LR_FIND
 
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="RUN_DIR",
             help="continue that run from its last checkpoint (overrides: train.epochs, "
             "train.max_minutes, train.device)",
+        )
+        train.add_argument(
+            "--seeds",
+            metavar="N|A,B,C",
+            help="train N seeds from train.seed on (or these seeds) into one group folder; "
+            "prints each metric's mean ± std",
         )
         train.set_defaults(func=func)
 
@@ -202,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=cmd_list)
     _runs_parser(commands, debug)
     _inspect_parser(commands, debug)
+    add_sweep_parser(commands, debug)
     return parser
 
 

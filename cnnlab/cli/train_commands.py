@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli.codes import exit_code
+from cnnlab.cli.codes import EXIT_DIVERGED, EXIT_INTERRUPTED, exit_code
 from cnnlab.errors import ConfigError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.seeds is not None:
+        return _train_seeds(args)
     if args.resume is not None:
         if args.config:
             raise ConfigError("--resume continues a run with its own config; drop -c/--config")
@@ -21,6 +23,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cnnlab.training.experiment import train
 
     return exit_code(train(config).status)
+
+
+def _train_seeds(args: argparse.Namespace) -> int:
+    """--seeds: one run per seed in a group folder, then each metric's mean ± std."""
+    if args.resume is not None:
+        raise ConfigError("--seeds starts new runs; --resume continues one run (without --seeds)")
+    from cnnlab.sweeps.repeats import parse_seeds
+
+    parse_seeds(args.seeds)  # a bad --seeds fails before the config is read
+    from cnnlab.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    from cnnlab.sweeps.repeats import train_seeds
+
+    group = train_seeds(config, parse_seeds(args.seeds, config.train.seed))
+    for line in group.lines():
+        print(line)
+    print(f"group: {group.path}")
+    codes = {exit_code(r.status) for r in group.results}
+    return next((c for c in (EXIT_INTERRUPTED, EXIT_DIVERGED) if c in codes), 0)
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:

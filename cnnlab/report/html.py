@@ -20,6 +20,7 @@ from cnnlab.report.compare import Row, comparison, row_labels
 from cnnlab.report.parts import CSS, esc, figure, pct, status, table
 from cnnlab.report.results import result_sections
 from cnnlab.report.seeds import group_section
+from cnnlab.report.sweep import sweep_sections
 from cnnlab.track.console import summary_rows
 from cnnlab.track.curves import plot_curves, png_bytes
 from cnnlab.track.groups import group_by_experiment
@@ -45,7 +46,7 @@ def write_report(targets: list[str | Path], output: Path | None = None) -> Path:
     if output is None:
         output = runs[0].path / REPORT_NAME if len(runs) == 1 else Path(REPORT_NAME)
     output = Path(output)
-    write_text_atomic(output, render(runs))
+    write_text_atomic(output, render(runs, sweep_sections(targets)))
     return output
 
 
@@ -67,7 +68,8 @@ def collect_runs(targets: list[str | Path]) -> list[Run]:
     return [load_run(p) for p in unique.values()]
 
 
-def render(runs: list[Run]) -> str:
+def render(runs: list[Run], extra: str = "") -> str:
+    """The page; `extra`: HTML sections placed before the runs' (a sweep's, report/sweep.py)."""
     if len(runs) == 1:
         title, heading = runs[0].path.name, "cnnlab report"
         body = f"<h2>{esc(title)}</h2>{run_section(runs[0], 'run-0')}"
@@ -80,7 +82,7 @@ def render(runs: list[Run]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>cnnlab report: {esc(title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{esc(heading)}</h1><p class=meta>generated {generated}</p>"
-        f"{body}</body></html>\n"
+        f"{extra}{body}</body></html>\n"
     )
 
 
