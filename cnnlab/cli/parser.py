@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
             help="continue that run from its last checkpoint (overrides: train.epochs, "
             "train.max_minutes, train.device)",
         )
+        train.add_argument(
+            "--nproc",
+            type=_positive,
+            metavar="N",
+            help="train on N processes of this machine (data-parallel, one per GPU; torchrun's "
+            "agent): train.batch_size is the global batch, split over them",
+        )
         train.set_defaults(func=func)
 
     lr_find = commands.add_parser(
@@ -198,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     _runs_parser(commands, debug)
     _inspect_parser(commands, debug)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _version() -> str:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cnnlab.errors import ConfigError
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -194,6 +196,20 @@ class TrainConfig(Section):
     on_divergence: Literal["stop", "rollback"] = "stop"
     max_rollbacks: int = Field(default=3, ge=1)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    # With several processes (torchrun, --nproc): BatchNorm statistics over the whole global
+    # batch (SyncBatchNorm) instead of each process's share of it. One process: no effect.
+    sync_bn: bool = False
+
+    def rank_batch(self, world_size: int) -> int:
+        """batch_size is the global batch: the images each of `world_size` processes takes."""
+        if self.batch_size % world_size:
+            below = self.batch_size // world_size * world_size
+            raise ConfigError(
+                f"train.batch_size = {self.batch_size}: the global batch does not split evenly"
+                f" over {world_size} processes; expected a multiple of {world_size}"
+                f" (e.g. {below or world_size} or {below + world_size})"
+            )
+        return self.batch_size // world_size
 
 
 class TransferConfig(Section):
