@@ -292,7 +292,8 @@ def make_summary(
         "steps": state.step,
         "train_seconds": round(state.train_seconds, 3),
         "images_per_second": state.images_seen / state.train_seconds if state.train_seconds else 0,
-        "device": device_name(setup.device),
+        "device": device_name(setup.device),  # rank 0's, of several processes
+        "processes": setup.parts.world.size,  # data-parallel: images/s counts all of them
         "loader": type(setup.parts.train_loader).__name__,  # StreamLoader: over max_resident_mb
         "data": setup.bundle.info.record(),  # what reusing the model as a backbone needs
         **({"feature_seconds": round(setup.feature_seconds, 3)} if setup.feature_seconds else {}),
