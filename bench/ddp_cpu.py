@@ -4,8 +4,8 @@ measured side by side from this one script:
     python bench/ddp_cpu.py [--data DIR] [--nprocs 1,2] [--threads 1] [--epochs 1]
                             [--device cpu] [--smoke]
 
-Each run is `python -m cnnlab train` on real Fashion-MNIST (60k train images) with the default
-cnn and a global batch of 128, every process with --threads OpenMP threads (1: on a 2-core CPU,
+Each run is `python -m cnnlab train recipe=cpu-fast` on real Fashion-MNIST (54k train images,
+the recipe's global batch of 128), every process with --threads OpenMP threads (1: on a 2-core CPU,
 two processes of one thread each use the same cores as one process of two would). images/s is
 summary.json's: training images over the seconds inside training steps (global images, counted
 by rank 0), so it includes the gradient all-reduce of every step but not start-up. On one
@@ -32,10 +32,10 @@ from rich.table import Table
 def run(nproc: int, data: Path, runs: Path, args: argparse.Namespace) -> dict:
     launch = ["--nproc", str(nproc)] if nproc > 1 else []
     overrides = [
+        "recipe=cpu-fast",
         "data.name=fashion-mnist",
         f"data.root={data}",
         f"train.epochs={args.epochs}",
-        "train.batch_size=128",
         f"train.device={args.device}",
         f"run.dir={runs}",
         *(["data.classes=[0, 1]", "data.val_split=256"] if args.smoke else []),

@@ -56,8 +56,8 @@ def launch(nproc: int, argv: list[str], own_exit_codes: tuple[int, ...]) -> int:
         elastic_launch(config, sys.executable)("-m", "cnnlab", *argv)
     except ChildFailedError as e:
         return _report(e.failures, log_dir, own_exit_codes)
-    except SignalException as e:  # Ctrl-C: the workers got it too and checkpointed
-        return EXIT_SIGNALLED + int(e.sigval) if e.sigval != signal.SIGINT else 130
+    except SignalException as e:  # Ctrl-C: the agent passed it on; the workers checkpointed
+        return EXIT_SIGNALLED + int(e.sigval)  # SIGINT: 130, as cnnlab's own Ctrl-C exit
     _remove(log_dir)
     return 0
 
@@ -78,9 +78,9 @@ def _report(failures: dict, log_dir: Path, own_exit_codes: tuple[int, ...]) -> i
         code = failure.exitcode
     said = _last_line(log_dir, failure.local_rank)
     print(
-        f"cnnlab: error: rank {rank} (pid {failure.pid}) {how}"
-        f"{f' ({said}; its log: {log_dir})' if said else ''}; the other ranks were stopped"
-        " (a run directory's checkpoints/last.ckpt continues the run with --resume RUN_DIR)",
+        f"cnnlab: error: rank {rank} (pid {failure.pid}) {how}{f' ({said})' if said else ''};"
+        " the other ranks were stopped (a run directory's checkpoints/last.ckpt continues the"
+        f" run with --resume RUN_DIR); the output of ranks 1 and up: {log_dir}",
         file=sys.stderr,
     )
     return code
