@@ -28,7 +28,8 @@ pytestmark = [
 
 ENV = os.environ | {"OMP_NUM_THREADS": "1"}
 LIMIT_S = 300  # no test may hang: a stuck job fails the test instead
-MLP = ["model.name=mlp", "model.width=8", "train.epochs=2"]  # no BatchNorm, no dropout
+CPU = "train.device=cpu"  # gloo, also where a GPU is visible
+MLP = ["model.name=mlp", "model.width=8", "train.epochs=2", CPU]  # no BatchNorm, no dropout
 
 
 def cnnlab(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -96,7 +97,7 @@ def test_a_run_of_two_processes_loads_like_any_other(two_mlp, tmp_path):
 
 
 def test_sync_bn_on_two_processes_trains_the_batchnorm_net_of_one(tmp_path):
-    net = ["model.width=4", "train.epochs=1"]
+    net = ["model.width=4", "train.epochs=1", CPU]
     single = one_process(tmp_path / "one", *net)
     done = cnnlab(
         "train", "--nproc", "2", *net, "train.sync_bn=true", f"run.dir={tmp_path / 'two'}"
@@ -131,6 +132,7 @@ def test_two_nodes_meet_at_a_c10d_rendezvous(tmp_path):
         "model.name=mlp",
         "model.width=8",
         "train.epochs=1",
+        CPU,
         f"run.dir={tmp_path}",
     ]
     nodes = [subprocess.Popen(node, env=ENV, stdout=subprocess.PIPE, text=True) for _ in range(2)]
@@ -182,7 +184,7 @@ def _start_long_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     """`cnnlab train --nproc 2` of many epochs, once its first epoch is logged."""
     launcher = subprocess.Popen(
         [sys.executable, "-m", "cnnlab", "train", "--nproc", "2", "model.name=mlp"]
-        + ["model.width=8", "train.epochs=500", f"run.dir={tmp_path}"],
+        + ["model.width=8", "train.epochs=500", CPU, f"run.dir={tmp_path}"],
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -233,7 +235,7 @@ def test_a_rendezvous_that_never_completes_times_out_in_one_line(tmp_path):
         "MASTER_PORT": str(free_port()),
         "CNNLAB_DIST_TIMEOUT": "2",
     }
-    done = cnnlab("train", f"run.dir={tmp_path}", env=env)
+    done = cnnlab("train", CPU, f"run.dir={tmp_path}", env=env)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "did not all meet at 127.0.0.1" in lines[0]
