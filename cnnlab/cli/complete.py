@@ -89,6 +89,8 @@ def _choices(annotation: Any) -> list[str]:
     if annotation is bool:
         return ["true", "false"]
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # the schema's strict types: Annotated[Literal[1, 3], ...]
+        return _choices(typing.get_args(annotation)[0])
     if origin is typing.Literal:
         return [str(a) for a in typing.get_args(annotation)]
     if origin in (typing.Union, types.UnionType):  # Literal[...] | None

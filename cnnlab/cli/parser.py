@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
             help="train N seeds from train.seed on (or these seeds) into one group folder; "
             "prints each metric's mean ± std",
         )
+        train.add_argument(
+            "--nproc",
+            type=_positive,
+            metavar="N",
+            help="train on N processes of this machine (data-parallel, one per GPU; torchrun's "
+            "agent): train.batch_size is the global batch, split over them",
+        )
         train.set_defaults(func=func)
 
     lr_find = commands.add_parser(
@@ -211,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     _inspect_parser(commands, debug)
     add_sweep_parser(commands, debug)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _version() -> str:

@@ -4,25 +4,63 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli.codes import EXIT_DIVERGED, EXIT_INTERRUPTED, exit_code
+from cnnlab.cli.codes import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR, exit_code
 from cnnlab.errors import ConfigError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume is not None and args.config:
+        raise ConfigError("--resume continues a run with its own config; drop -c/--config")
     if args.seeds is not None:
+        if args.nproc is not None and args.nproc > 1:
+            raise ConfigError("--seeds and --nproc: train each seed with --nproc on its own")
         return _train_seeds(args)
+    if args.nproc is not None and args.nproc > 1:
+        return _launch(args)
     if args.resume is not None:
-        if args.config:
-            raise ConfigError("--resume continues a run with its own config; drop -c/--config")
         from cnnlab.training.resume import resume
 
-        return exit_code(resume(args.resume, args.overrides).status)
+        return _exit_code(resume(args.resume, args.overrides).status)
     from cnnlab.config import load_config
 
     config = load_config(args.config, args.overrides)  # before importing torch: errors come fast
     from cnnlab.training.experiment import train
 
-    return exit_code(train(config).status)
+    return _exit_code(train(config).status)
+
+
+def _exit_code(status: str) -> int:
+    """Under torchrun only rank 0 reports how the run ended; the others exit 0 once they have
+    ended with it, so that the agent stops nobody before rank 0 has written and said it all."""
+    from cnnlab.training.distributed import from_env
+
+    return exit_code(status) if from_env().is_main else 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """--nproc N: check the config here (one error line, not N), then start N workers that run
+    this command without --nproc."""
+    from pathlib import Path
+
+    from cnnlab.config import load_config
+
+    if args.resume is not None:
+        from cnnlab.training.resume import prepare
+
+        config = prepare(Path(args.resume), args.overrides)[0]
+    else:
+        config = load_config(args.config, args.overrides)
+    config.train.rank_batch(args.nproc)
+    argv = [args.command, *[f"--config={c}" for c in args.config]]
+    if args.resume is not None:
+        argv.append(f"--resume={args.resume}")
+    if getattr(args, "debug", False):
+        argv.append("--debug")
+    from cnnlab.training.launch import launch
+
+    # rank 0's own exits: it has printed why (an error line, a diverged or interrupted run)
+    said = (EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED)
+    return launch(args.nproc, [*argv, *args.overrides], said)
 
 
 def _train_seeds(args: argparse.Namespace) -> int:

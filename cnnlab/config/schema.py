@@ -28,6 +28,8 @@ from pydantic import (
     field_validator,
 )
 
+from cnnlab.errors import ConfigError
+
 MAX_TEXT = 4096  # characters of any string value (PATH_MAX on Linux)
 MAX_NAME_BYTES = 255  # bytes of one path component (NAME_MAX on Linux and macOS)
 # Sizes that decide memory. image_size: pixels per side (1024² RGB is 3 MiB per image);
@@ -309,6 +311,20 @@ class TrainConfig(Section):
     on_divergence: Literal["stop", "rollback"] = "stop"
     max_rollbacks: Int = Field(default=3, ge=1, le=1000)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    # With several processes (torchrun, --nproc): BatchNorm statistics over the whole global
+    # batch (SyncBatchNorm) instead of each process's share of it. One process: no effect.
+    sync_bn: bool = False
+
+    def rank_batch(self, world_size: int) -> int:
+        """batch_size is the global batch: the images each of `world_size` processes takes."""
+        if self.batch_size % world_size:
+            below = self.batch_size // world_size * world_size
+            raise ConfigError(
+                f"train.batch_size = {self.batch_size}: the global batch does not split evenly"
+                f" over {world_size} processes; expected a multiple of {world_size}"
+                f" (e.g. {below or world_size} or {below + world_size})"
+            )
+        return self.batch_size // world_size
 
     @field_validator("device")
     @classmethod

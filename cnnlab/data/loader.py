@@ -5,10 +5,20 @@ DeviceLoader keeps the whole uint8 set resident on the device and cuts batches b
 worker processes, no PIL, no per-image Python. StreamLoader is for sets larger than
 data.max_resident_mb: the set stays in host memory and DataLoader workers gather the batches.
 Either way float conversion, augmentation and normalisation run on the device, per batch.
+
+With several processes (data-parallel training) each rank's loader hands out its share only.
+Training: every rank draws the same seeded order, cuts the same global batches of batch_size
+from it, and takes its own slice of each (batch_size / world images), so the ranks together make
+exactly one pass over the set per epoch; the position counts global batches, so a state saved
+by N processes resumes on M. Evaluation: rank r takes images r, r + world, ... (no image twice,
+no padding), cut into batches of batch_size. torch's DistributedSampler is not used: it pads
+evaluation shards with repeated images (or drops some), and it shards single images, not the
+global batches that keep one process's batches and N processes' the same.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 
 import torch
@@ -23,10 +33,33 @@ BatchTransform = Callable[
 ]
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of one rank's own random draws (augmentation, dropout) in a run of several
+    processes: different on every rank, so that no two ranks draw the same crops or masks."""
+    return (seed * 1_000_003 + rank + 1) % 2**63
+
+
+def _state_seed(state: torch.Tensor) -> int:
+    """A seed that a generator's saved state determines (to derive generators from it)."""
+    digest = hashlib.sha256(state.cpu().numpy().tobytes()).digest()
+    return int.from_bytes(digest[:8], "little") % 2**63
+
+
+def _continue_order(order_generator: torch.Generator, saved: torch.Tensor) -> None:
+    """The order of a one-process run drawn on from its saved `generator`: the same stream
+    where that was a CPU generator (of the same size), else a stream derived from it."""
+    if saved.numel() == order_generator.get_state().numel():
+        order_generator.set_state(saved.cpu())
+    else:
+        order_generator.manual_seed(_state_seed(saved))
+
+
 class BatchLoader:
     """Batches cut by index from a stored set: each epoch's seeded order, the position within
     it, and the state that resumes both. Subclasses say where the set is stored and how a
-    gathered batch becomes the model's input (`prepare`)."""
+    gathered batch becomes the model's input (`prepare`).
+
+    rank, world: this process's share of a run of `world` processes (module docstring)."""
 
     def __init__(
         self,
@@ -38,15 +71,25 @@ class BatchLoader:
         shuffle: bool = False,
         seed: int = 0,
         order_device: torch.device | None = None,
+        rank: int = 0,
+        world: int = 1,
     ):
+        if shuffle and batch_size % world:
+            raise ValueError(f"a global batch of {batch_size} does not split into {world}")
         # (N, ...) and (N,), where the subclass keeps them
         self.images, self.labels = images, labels
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # training: the global batch; evaluation: this rank's
         self.device = device  # where batches are handed out
         self.shuffle = shuffle
-        # One generator drives both the order and the augmentations, so one state resumes both.
+        self.rank, self.world = rank, world
+        # One generator drives both the order and the augmentations, so one state resumes both;
+        # with several processes it draws this rank's augmentations, and order_generator the
+        # order, the same on every rank (on the CPU, so that every kind of device agrees).
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed)
+        self.generator.manual_seed(seed if world == 1 else rank_seed(seed, rank))
+        self.order_generator: torch.Generator | None = None
+        if world > 1 or (order_device is not None and order_device.type == "cpu"):
+            self.order_generator = torch.Generator().manual_seed(seed)
         # Training drops a last partial batch: a batch of 1 breaks BatchNorm, and a short batch
         # would weigh its examples more. Evaluation sees every image.
         self.drop_last = shuffle and len(labels) > batch_size
@@ -55,7 +98,13 @@ class BatchLoader:
         self._order_device = order_device or device
 
     def __len__(self) -> int:
-        n = len(self.labels)
+        """Batches per epoch: training's global batches (each rank hands out its slice of
+        every one); evaluation's batches of this rank's share."""
+        n = (
+            len(self.labels)
+            if self.shuffle
+            else len(range(self.rank, len(self.labels), self.world))
+        )
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -71,23 +120,23 @@ class BatchLoader:
         return self._order is not None and self._position < len(self)
 
     def _batch_index(self, order: torch.Tensor, i: int) -> torch.Tensor:
-        return order[i * self.batch_size : (i + 1) * self.batch_size]
+        batch = order[i * self.batch_size : (i + 1) * self.batch_size]
+        if self.shuffle and self.world > 1:  # this rank's slice of the global batch
+            return batch.tensor_split(self.world)[self.rank]
+        return batch
 
     def _epoch_order(self) -> torch.Tensor:
         """This epoch's order: a fresh one, or the one of an epoch resumed mid-way."""
         if not self._mid_epoch():
             n = len(self.labels)
             if self.shuffle:
-                self._order = torch.randperm(
-                    n, generator=self._order_generator(), device=self._order_device
-                )
-            else:
-                self._order = torch.arange(n, device=self._order_device)
+                generator = self.order_generator or self.generator
+                order = torch.randperm(n, generator=generator, device=generator.device)
+                self._order = order.to(self._order_device)
+            else:  # this rank's share: every world-th image
+                self._order = torch.arange(self.rank, n, self.world, device=self._order_device)
             self._position = 0
         return self._order
-
-    def _order_generator(self) -> torch.Generator:
-        return self.generator
 
     def prepare(
         self, images: torch.Tensor, labels: torch.Tensor
@@ -95,15 +144,32 @@ class BatchLoader:
         return images, labels
 
     def state_dict(self) -> dict[str, torch.Tensor | int]:
-        """The generator, and mid-epoch also the epoch's order and the next batch, so that a
-        run stopped between two steps resumes with exactly the batches it would have seen."""
+        """The generators, and mid-epoch also the epoch's order and the next (global) batch,
+        so that a run stopped between two steps resumes with exactly the batches it would have
+        seen. Of several processes', rank 0's; the trainer adds every rank's augmentation
+        generator as "generators"."""
         state: dict[str, torch.Tensor | int] = {"generator": self.generator.get_state()}
+        if self.order_generator is not None:
+            state["order_generator"] = self.order_generator.get_state()
         if self._mid_epoch():
             state |= {"order": self._order.cpu(), "position": self._position}
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
-        self.generator.set_state(state["generator"].cpu())
+        """A state saved by any number of processes: the order and position go on as saved;
+        each rank's augmentations from its own saved generator, or, for ranks the saving run
+        did not have, from a generator derived from rank 0's and this rank."""
+        generators = state.get("generators") or [state["generator"]]
+        if self.rank < len(generators):
+            self.generator.set_state(generators[self.rank].cpu())
+        else:
+            self.generator.manual_seed(rank_seed(_state_seed(state["generator"]), self.rank))
+        if "order_generator" in state:
+            if self.order_generator is None:  # several processes' run, resumed on one
+                self.order_generator = torch.Generator()
+            self.order_generator.set_state(state["order_generator"])
+        elif self.order_generator is not None:  # one process's run, resumed on several
+            _continue_order(self.order_generator, state["generator"])
         if "order" in state:
             self._order = state["order"].to(self._order_device)
             self._position = int(state["position"])
@@ -148,11 +214,20 @@ class DeviceLoader(BatchLoader):
         seed: int = 0,
         transform: BatchTransform | None = None,
         channels_last: bool = False,
+        rank: int = 0,
+        world: int = 1,
     ):
         # (N, C, H, W) uint8, (N,) int64 on the device
         images, labels = data.images.to(device), data.labels.to(device)
         super().__init__(
-            images, labels, batch_size=batch_size, device=device, shuffle=shuffle, seed=seed
+            images,
+            labels,
+            batch_size=batch_size,
+            device=device,
+            shuffle=shuffle,
+            seed=seed,
+            rank=rank,
+            world=world,
         )
         self.prepare = _Normalize(self, mean, std, transform, channels_last)
 
@@ -188,6 +263,8 @@ class StreamLoader(BatchLoader):
         seed: int = 0,
         transform: BatchTransform | None = None,
         channels_last: bool = False,
+        rank: int = 0,
+        world: int = 1,
     ):
         cpu = torch.device("cpu")
         super().__init__(
@@ -198,14 +275,13 @@ class StreamLoader(BatchLoader):
             shuffle=shuffle,
             seed=seed,
             order_device=cpu,
+            rank=rank,
+            world=world,
         )
         self.num_workers = num_workers
+        # The order lives on the host (order_generator); the device generator drives the
+        # augmentation.
         self.prepare = _Normalize(self, mean, std, transform, channels_last)
-        # The order lives on the host; the device generator above still drives augmentation.
-        self.order_generator = torch.Generator().manual_seed(seed)
-
-    def _order_generator(self) -> torch.Generator:
-        return self.order_generator
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._epoch_order()
@@ -223,13 +299,6 @@ class StreamLoader(BatchLoader):
                 images.to(self.device, non_blocking=True),
                 labels.to(self.device, non_blocking=True),
             )
-
-    def state_dict(self) -> dict[str, torch.Tensor | int]:
-        return super().state_dict() | {"order_generator": self.order_generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
-        super().load_state_dict(state)
-        self.order_generator.set_state(state["order_generator"])
 
 
 def resident_mb(data: ImageSet) -> float:

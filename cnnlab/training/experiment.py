@@ -2,10 +2,15 @@
 
 Everything that can reject the user's input (data, model, augmentations, optimizer, schedule,
 device) is built before the run directory exists, so a bad config leaves nothing behind.
+
+Under torchrun every process runs train() (training.distributed): each builds the same model
+and its share of the data, the network is wrapped in DistributedDataParallel, and rank 0 alone
+creates the run directory and shows the run.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,18 +22,15 @@ from rich.console import Console
 
 from cnnlab import augment, data, models
 from cnnlab.config import Config
+from cnnlab.data.loader import rank_seed
 from cnnlab.errors import ConfigError
 from cnnlab.models.transfer import TransferNet
 from cnnlab.track.console import RunConsole
 from cnnlab.track.mlflow import trackers
 from cnnlab.track.rundir import RunDir
-from cnnlab.training import finetune, optim, schedule
-from cnnlab.training.device import (
-    kernel_mode,
-    resolve_device,
-    resolve_precision,
-    seed_everything,
-)
+from cnnlab.training import finetune, optim, schedule, sync_bn
+from cnnlab.training.device import kernel_mode, resolve_precision, seed_everything
+from cnnlab.training.distributed import SINGLE, World, joined
 from cnnlab.training.ema import EMA
 from cnnlab.training.guard import DivergedError
 from cnnlab.training.loop import FitState, fit
@@ -74,22 +76,26 @@ class Setup:
     feature_seconds: float | None = None  # extracting cached features, outside train_seconds
 
 
-def build(config: Config, device: torch.device) -> Setup:
-    for key, metric in (
-        ("train.early_stopping.monitor", config.train.early_stopping.monitor),
-        ("schedule.monitor", config.schedule.monitor),
-    ):
-        if metric not in EPOCH_METRICS:
-            raise ConfigError(f"{key} = {metric!r}: expected one of {', '.join(EPOCH_METRICS)}")
+def build(config: Config, device: torch.device, world: World = SINGLE) -> Setup:
+    """Everything `config` trains with on `device`, as rank world.rank of world.size."""
+    _check(config, world)
     bundle = data.build(config.data)
     info = bundle.info
     # train.precision as it runs on `device` (auto resolved); config.yaml keeps what was asked
     cfg = config.train.model_copy(
         update={"precision": resolve_precision(config.train.precision, device)}
     )
+    if world.size > 1 and len(bundle.train) < cfg.batch_size:
+        raise ConfigError(
+            f"train.batch_size = {cfg.batch_size}: more than the {len(bundle.train)} training"
+            " images; several processes need at least one whole global batch"
+        )
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
     model = models.build(config, info).to(device=device, memory_format=memory_format)
-    images = partial(eval_loader, config=config, info=info, device=device)
+    if world.size > 1 and cfg.sync_bn:
+        model = sync_bn.convert(model, device)  # before the optimizer and EMA take its parameters
+    whole = partial(eval_loader, config=config, info=info, device=device)
+    images = partial(whole, world=world)  # this rank's share of a split
     before_epoch = None
     if isinstance(model, TransferNet):
         optimizer, before_epoch = finetune.prepare(model, config)
@@ -98,10 +104,10 @@ def build(config: Config, device: torch.device) -> Setup:
     ema = EMA(model, cfg.ema) if cfg.ema is not None else None
     eval_model = ema.module if ema is not None else model
     net, eval_net, test_loader, notes, feature_seconds = model, eval_model, images, [], None
-    train_loader, val_loader = _train_loader(config, bundle, device), images(bundle.val)
+    train_loader, val_loader = _train_loader(config, bundle, device, world), images(bundle.val)
     if isinstance(model, TransferNet):
         cache = finetune.cache_features(
-            config, cfg.precision, model, eval_model, images(bundle.train), val_loader
+            config, cfg.precision, model, eval_model, whole(bundle.train), val_loader, world
         )
         if isinstance(cache, str) and config.transfer.freeze:
             notes.append(f"backbone frozen; features not cached: {cache}")
@@ -112,6 +118,7 @@ def build(config: Config, device: torch.device) -> Setup:
             notes.append(cache.note)
             feature_seconds = cache.seconds
     steps_per_epoch = -(-len(train_loader) // cfg.accumulate)
+    net = world.wrap(net, device)  # eval_net stays unwrapped: each rank evaluates its share
     if cfg.compile:
         net, eval_net = torch.compile(net), torch.compile(eval_net)
     parts = TrainParts(
@@ -128,14 +135,36 @@ def build(config: Config, device: torch.device) -> Setup:
         views=augment.build_views(config.augment.tta),
         ema=ema,
         before_epoch=before_epoch,
+        world=world,
     )
+    if world.size > 1:  # each rank's own dropout draws from here on
+        seed_everything(rank_seed(config.train.seed, world.rank))
     return Setup(parts, bundle, device, test_loader, notes, feature_seconds)
 
 
+def _check(config: Config, world: World) -> None:
+    """What the config's sections cannot judge alone."""
+    for key, metric in (
+        ("train.early_stopping.monitor", config.train.early_stopping.monitor),
+        ("schedule.monitor", config.schedule.monitor),
+    ):
+        if metric not in EPOCH_METRICS:
+            raise ConfigError(f"{key} = {metric!r}: expected one of {', '.join(EPOCH_METRICS)}")
+    config.train.rank_batch(world.size)
+    if world.size > 1 and config.transfer.unfreeze_after is not None:
+        raise ConfigError(
+            f"transfer.unfreeze_after = {config.transfer.unfreeze_after}: not with several"
+            " processes (DistributedDataParallel fixes the trained parameters when it wraps the"
+            " model); train the head on several, then fine-tune all in a second run with"
+            " model.backbone=<that run> transfer.freeze=false"
+        )
+
+
 def _train_loader(
-    config: Config, bundle: data.DataBundle, device: torch.device
+    config: Config, bundle: data.DataBundle, device: torch.device, world: World
 ) -> data.BatchLoader:
-    """Shuffled, augmented batches of the training split, normalised on `device`."""
+    """Shuffled, augmented batches of the training split, normalised on `device`; this rank's
+    slice of each global batch."""
     info = bundle.info
     return data.make_loader(
         bundle.train,
@@ -149,6 +178,8 @@ def _train_loader(
         seed=config.train.seed,
         transform=augment.build(config.augment, info.num_classes, info.channels, info.image_size),
         channels_last=config.train.channels_last,
+        rank=world.rank,
+        world=world.size,
     )
 
 
@@ -158,9 +189,10 @@ def eval_loader(
     info: data.DatasetInfo,
     device: torch.device,
     channels_last: bool | None = None,
+    world: World = SINGLE,
 ) -> data.BatchLoader:
-    """In order, every image, no augmentation: for validation and test. channels_last: None
-    as the config trains."""
+    """In order, every image (of this rank's share), no augmentation: for validation and test.
+    channels_last: None as the config trains."""
     return data.make_loader(
         images,
         max_resident_mb=config.data.max_resident_mb,
@@ -170,6 +202,8 @@ def eval_loader(
         mean=info.mean,
         std=info.std,
         channels_last=config.train.channels_last if channels_last is None else channels_last,
+        rank=world.rank,
+        world=world.size,
     )
 
 
@@ -181,14 +215,20 @@ def train(
     callbacks: Sequence[Callback] = (),
 ) -> RunResult:
     """A new run of `config` in a new run directory. quiet: nothing on the terminal (log.txt
-    and the run directory are written as always)."""
-    callbacks = [*callbacks, *trackers(config)]  # connected now: a bad URI leaves no run dir
-    device = resolve_device(config.train.device)
-    with kernel_mode(config.train.deterministic):
-        seed_everything(config.train.seed)
-        setup = build(config, device)
-        run_dir = RunDir.create(config.run.dir, config.run.name or default_name(config))
-        return run(config, setup, run_dir, FitState(), console(terminal, quiet), callbacks)
+    and the run directory are written as always). Under torchrun, this process's part of the
+    run (training.distributed)."""
+    with joined() as world:
+        tracking: list[Callback] = []
+        # rank 0 connects the trackers now: a bad URI leaves no run dir, on every rank
+        world.from_main(lambda: tracking.extend(trackers(config)))
+        device = world.device(config.train.device)
+        with kernel_mode(config.train.deterministic):
+            seed_everything(config.train.seed)
+            setup = build(config, device, world)
+            name = config.run.name or default_name(config)
+            run_dir = world.from_main(lambda: RunDir.create(config.run.dir, name))
+            callbacks = [*callbacks, *tracking]
+            return run(config, setup, run_dir, FitState(), console(terminal, quiet), callbacks)
 
 
 def console(terminal: Console | None, quiet: bool) -> Console | None:
@@ -218,8 +258,13 @@ def run(
     summary: with a test
     score when training ended for a reason of its own (a divergence and a second Ctrl-C
     included), without one after a failure, which is then raised again (a second error while
-    writing that summary is printed, never raised in its place)."""
-    out = RunConsole(run_dir.path / "log.txt", terminal)
+    writing that summary is printed, never raised in its place). Of several processes, rank 0
+    shows the run and writes its directory; the others train in silence."""
+    world = setup.parts.world
+    if world.is_main:
+        out = RunConsole(run_dir.path / "log.txt", terminal)
+    else:
+        out = RunConsole(Path(os.devnull), Console(quiet=True))
     recorder = Recorder(config, setup, run_dir, out, callbacks)
     stopper = recorder.stopper = Stopper(
         config.train.max_minutes,
@@ -259,6 +304,7 @@ def run(
     finally:
         out.close()
         run_dir.close()
+    world.barrier()  # no rank ends (and none is stopped by the agent) before rank 0 is done
     return RunResult(run_dir.path, state.status, summary)
 
 

@@ -19,6 +19,7 @@ from cnnlab.data.loader import BatchLoader
 from cnnlab.errors import ConfigError
 from cnnlab.models.transfer import TransferNet
 from cnnlab.training import optim
+from cnnlab.training.distributed import SINGLE, World
 from cnnlab.training.step import logits
 
 
@@ -93,13 +94,17 @@ def cache_reason(config: Config, model: TransferNet, images: int) -> str | None:
     return None
 
 
-def extract(model: TransferNet, images: BatchLoader, precision: str) -> torch.Tensor:
-    """(N, D) float32 features of every image of `images` (unshuffled), in the loader's order:
-    the evaluation pass (training.step.logits) over the backbone, adapter and pool."""
+def extract(
+    model: TransferNet, images: BatchLoader, precision: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D) float32 features of every image of `images` (unshuffled) and their (N,) labels,
+    in the loader's order: the evaluation pass (training.step.logits) over the backbone,
+    adapter and pool."""
     features = _Features(model)
     # An inference tensor, but the loader's indexing (outside inference mode) hands out normal
     # ones, which autograd may save for the head's backward pass.
-    return torch.cat([out for out, _ in logits(features, images, precision)])
+    outs, labels = zip(*logits(features, images, precision), strict=True)
+    return torch.cat(outs), torch.cat(labels)
 
 
 class _Features(torch.nn.Module):
@@ -121,14 +126,22 @@ def feature_loader(
     batch_size: int,
     shuffle: bool = False,
     seed: int = 0,
+    world: World = SINGLE,
 ) -> tuple[BatchLoader, float]:
     """The features of `images` (an unshuffled, unaugmented loader) as a loader of their own,
-    and the seconds extraction took."""
+    and the seconds extraction took. world: training's share of the features on this rank
+    (evaluation's share is that of `images`)."""
     start = time.perf_counter()
-    features = extract(model, images, precision)
-    labels = images.labels.to(features.device)
+    features, labels = extract(model, images, precision)
     loader = BatchLoader(
-        features, labels, batch_size=batch_size, device=features.device, shuffle=shuffle, seed=seed
+        features,
+        labels.to(features.device),
+        batch_size=batch_size,
+        device=features.device,
+        shuffle=shuffle,
+        seed=seed,
+        rank=world.rank,
+        world=world.size,
     )
     if images.device.type == "cuda":
         torch.cuda.synchronize(images.device)
@@ -153,9 +166,11 @@ def cache_features(
     eval_model: TransferNet,
     train_images: BatchLoader,
     val_images: BatchLoader,
+    world: World = SINGLE,
 ) -> FeatureCache | str:
-    """The features of the unshuffled, unaugmented image loaders `train_images` and
-    `val_images`, or why they are not cached (cache_reason)."""
+    """The features of the unshuffled, unaugmented image loaders `train_images` (every image:
+    training shares out global batches of them) and `val_images` (this rank's share), or why
+    they are not cached (cache_reason)."""
     images = len(train_images.labels) + len(val_images.labels)
     reason = cache_reason(config, model, images)
     if reason is not None:
@@ -167,6 +182,7 @@ def cache_features(
         batch_size=config.train.batch_size,
         shuffle=True,
         seed=config.train.seed,
+        world=world,
     )
     val, val_s = feature_loader(model, val_images, precision, batch_size=config.eval.batch_size)
 
@@ -175,7 +191,8 @@ def cache_features(
 
     seconds = train_s + val_s
     note = (
-        f"backbone frozen: features of {len(train.labels)} train + {len(val.labels)} val images"
-        f" ({train.images.shape[1]} each) cached in {seconds:.1f} s; the head trains on them"
+        f"backbone frozen: features of {len(train.labels)} train +"
+        f" {len(val_images.labels)} val images ({train.images.shape[1]} each) cached in"
+        f" {seconds:.1f} s; the head trains on them"
     )
     return FeatureCache(train, val, test, seconds, note)

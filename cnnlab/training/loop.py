@@ -5,18 +5,23 @@ Outward hooks are plain callables: parts.before_epoch(epoch), log_step(dict) at 
 points, log_epoch(dict) once per epoch (the per-epoch metrics that trackers and a sweep's pruner
 consume; a pruner asks the Stopper to stop), checkpoint(state, improved), and restore(state),
 which puts the last checkpoint back (the divergence guard's rollback).
+
+With several processes (parts.world) every rank runs this loop over its share of each batch
+and takes the same decisions: the guard's loss and the epoch's totals are summed over the
+ranks, the metrics row is rank 0's, and a stop is agreed at logging points.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 
 from cnnlab.config.schema import EarlyStoppingConfig, TrainConfig
+from cnnlab.training.distributed import World
 from cnnlab.training.guard import DivergedError, check_loss
 from cnnlab.training.step import TrainParts
 from cnnlab.training.stop import Stopper
@@ -79,7 +84,7 @@ def fit(
 ) -> FitState:
     """Train until cfg.epochs are done, early stopping, or a stop request; raises DivergedError
     when the loss blows up and rollback is off or used up."""
-    rule = cfg.early_stopping
+    rule, world = cfg.early_stopping, parts.world
     stopper = stopper or Stopper()
     while state.epoch < cfg.epochs:
         epoch = state.epoch + 1
@@ -100,7 +105,7 @@ def fit(
             state.status = stopper.reason()
             checkpoint(state, False)
             return state
-        metrics = validate(parts, epoch, state.step, totals)
+        metrics = world.same(validate(parts, epoch, state.step, totals))
         state.epoch, state.partial = epoch, None
         state.history.append(metrics)
         improved = state.improve(metrics[rule.monitor], rule)
@@ -110,7 +115,7 @@ def fit(
         if rule.patience is not None and state.bad_epochs >= rule.patience:
             state.status = "early_stopped"
             return state
-        if stopper.reason() is not None:  # Ctrl-C or a pruner: this checkpoint resumes
+        if stopper.agree(world) is not None:  # Ctrl-C or a pruner: this checkpoint resumes
             state.status = stopper.reason()
             return state
     state.status = "completed"
@@ -120,6 +125,7 @@ def fit(
 def validate(parts: TrainParts, epoch: int, step: int, totals: dict[str, float]) -> dict[str, Any]:
     """The epoch's row of metrics.jsonl: its training totals and the validation scores."""
     eval_start = time.perf_counter()
+    parts.world.sync_buffers(*{id(m): m for m in (parts.model, parts.eval_model)}.values())
     val = parts.evaluate(parts.val_loader)
     return {
         "epoch": epoch,
@@ -168,14 +174,35 @@ class _Sums:
     batch: int = 0  # batches done
 
     @classmethod
-    def resume(cls, partial: dict[str, Any] | None, device: torch.device) -> _Sums:
-        if partial is None:
+    def resume(cls, partial: dict[str, Any] | None, device: torch.device, main: bool) -> _Sums:
+        """The sums of a fresh epoch, or of one resumed from `partial`. Of several processes,
+        rank 0 (main) carries the saved sums, which hold every rank's; the others add theirs
+        from zero."""
+        if partial is None or not main:
             zeros = [torch.zeros((), device=device, dtype=d) for d in (None, torch.int64, None)]
-            return cls(zeros[0], zeros[1], window_loss=zeros[2])  # three tensors, added in place
+            sums = cls(zeros[0], zeros[1], window_loss=zeros[2])  # three tensors, added in place
+            if partial is not None:
+                sums.batch, sums.seconds = partial["batch"], partial["seconds"]
+            return sums
         return cls(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in partial.items()})
 
-    def to_partial(self) -> dict[str, Any]:
-        return {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in self.__dict__.items()}
+    def to_partial(self, world: World) -> dict[str, Any]:
+        """What last.ckpt keeps of an epoch stopped mid-way; with several processes the sums
+        of every rank (a collective: every rank calls it, rank 0's is saved)."""
+        sums = self
+        if world.size > 1:
+            loss, correct, seen, window_loss, window_seen = world.sum(
+                self.loss, self.correct, self.seen, self.window_loss, self.window_seen
+            )
+            sums = replace(
+                self,
+                loss=torch.tensor(loss, dtype=torch.float32),
+                correct=torch.tensor(int(correct)),
+                seen=int(seen),
+                window_loss=torch.tensor(window_loss, dtype=torch.float32),
+                window_seen=int(window_seen),
+            )
+        return {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in sums.__dict__.items()}
 
 
 def train_epoch(
@@ -188,9 +215,9 @@ def train_epoch(
 ) -> dict[str, float] | None:
     """The rest of epoch `epoch` -> its train metrics, or None when `stopper` asked to stop
     (state.partial then holds the sums so far; the loader knows its position)."""
-    loader = parts.train_loader
+    loader, world = parts.train_loader, parts.world
     device, batches, accumulate = loader.device, len(loader), cfg.accumulate
-    sums = _Sums.resume(state.partial, device)
+    sums = _Sums.resume(state.partial, device, world.is_main)
     parts.model.train()
     start, lr, seen_before = time.perf_counter(), parts.scheduler.lr, sums.seen
     batch_iter = iter(loader)  # x: (B, C, H, W) float, y: (B,) int64 or (B, K) mixed targets
@@ -202,8 +229,9 @@ def train_epoch(
             _add(sums, loss, logits, y)
         sums.batch += size
         state.step += 1
-        if state.step % LOG_EVERY == 0 or sums.batch == batches:
-            value = (sums.window_loss / sums.window_seen).item()  # the sync of this window
+        at_log = state.step % LOG_EVERY == 0 or sums.batch == batches
+        if at_log:
+            value, seen = _window(sums, world)  # the sync of this window
             check_loss(
                 value, state.step, lr, state.recent_losses, cfg.spike_factor, logits.shape[-1]
             )
@@ -217,21 +245,42 @@ def train_epoch(
                     "batches": batches,
                     "loss": value,
                     "lr": lr,
-                    "images_per_second": sums.seen / max(elapsed, 1e-9),
+                    "images_per_second": seen / max(elapsed, 1e-9),
                 }
             )
-        if sums.batch < batches and stopper.reason() is not None:
-            _account(state, sums, start, seen_before)
-            state.partial = sums.to_partial()
+        asked = world.size == 1 or at_log  # several processes agree at logging points only
+        if sums.batch < batches and asked and stopper.agree(world) is not None:
+            _account(state, sums, start, seen_before, world.size)
+            state.partial = sums.to_partial(world)
             return None
-    _account(state, sums, start, seen_before)
+    _account(state, sums, start, seen_before, world.size)
+    return _totals(sums, world, lr)
+
+
+def _totals(sums: _Sums, world: World, lr: float) -> dict[str, float]:
+    """The epoch's training metrics, over every rank."""
+    if world.size == 1:
+        seen = sums.seen
+        loss, acc = (sums.loss / seen).item(), (sums.correct / seen).item()
+    else:
+        loss, correct, seen = world.sum(sums.loss, sums.correct, sums.seen)
+        loss, acc = loss / seen, correct / seen
     return {
         "lr": lr,
-        "train_loss": (sums.loss / sums.seen).item(),
-        "train_acc": (sums.correct / sums.seen).item(),
-        "images_per_second": sums.seen / max(sums.seconds, 1e-9),
+        "train_loss": loss,
+        "train_acc": acc,
+        "images_per_second": seen / max(sums.seconds, 1e-9),
         "seconds": sums.seconds,
     }
+
+
+def _window(sums: _Sums, world: World) -> tuple[float, float]:
+    """The mean loss since the last logging point, and the images of the epoch so far, over
+    every rank."""
+    if world.size == 1:
+        return (sums.window_loss / sums.window_seen).item(), sums.seen
+    loss, count, seen = world.sum(sums.window_loss, sums.window_seen, sums.seen)
+    return loss / count, seen
 
 
 def _add(sums: _Sums, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
@@ -245,10 +294,10 @@ def _add(sums: _Sums, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor)
     sums.window_seen += n
 
 
-def _account(state: FitState, sums: _Sums, start: float, seen_before: int) -> None:
+def _account(state: FitState, sums: _Sums, start: float, seen_before: int, ranks: int) -> None:
     """Add this stretch of training (since `start`, after `seen_before` images of the epoch)
-    to the run's totals."""
+    to the run's totals; every one of `ranks` processes saw as many images as this one."""
     stretch = time.perf_counter() - start
     state.train_seconds += stretch
-    state.images_seen += sums.seen - seen_before
+    state.images_seen += (sums.seen - seen_before) * ranks
     sums.seconds += stretch

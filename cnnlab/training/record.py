@@ -3,6 +3,11 @@ metrics, the summary with its diagnosis, and the console lines; and how last.ckp
 
 Recorder's methods are the loop's outward hooks (checkpoint, restore, log_step, log_epoch); the
 trainer (training.experiment) calls begin() before the loop and end() after it.
+
+With several processes every rank has a Recorder and calls it at the same points, but only
+rank 0 (world.is_main) writes files, prints and calls the callbacks; the others take part in
+the collectives: the per-rank states that go into last.ckpt, and what rank 0 reads back for
+them (the checkpoint of a rollback, the best weights for the test score).
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from cnnlab.checkpoint import (
 from cnnlab.config import Config, dump_yaml
 from cnnlab.config.names import backbone_label
 from cnnlab.data.info import source_line
+from cnnlab.data.loader import rank_seed
 from cnnlab.track.console import RunConsole
 from cnnlab.track.diagnose import diagnose
 from cnnlab.track.rundir import RunDir
-from cnnlab.training.device import device_name
+from cnnlab.training.device import device_name, seed_everything
 from cnnlab.training.loop import FitState
 from cnnlab.training.step import TrainParts
 from cnnlab.training.stop import Stopper
@@ -58,9 +64,19 @@ class Recorder:
     def parts(self) -> TrainParts:
         return self.setup.parts
 
+    @property
+    def main(self) -> bool:
+        return self.parts.world.is_main
+
     def begin(self, state: FitState, resumed: bool = False) -> None:
         """config.yaml, model.txt and the header (after a "resuming" line when `resumed`, even
         from step 0); the first checkpoint of a fresh run."""
+        if self.main:
+            self._header(state, resumed)
+        if not resumed:
+            self.checkpoint(state, False)  # what a rollback or a resume in epoch 1 goes back to
+
+    def _header(self, state: FitState, resumed: bool) -> None:
         config, setup, info = self.config, self.setup, self.setup.bundle.info
         self.run.write_text("config.yaml", dump_yaml(config))
         shape = (info.channels, *info.image_size)
@@ -74,7 +90,8 @@ class Recorder:
             f"{info.name}: {len(setup.bundle.train)} train / {len(setup.bundle.val)} val images, "
             f"{info.num_classes} classes, {info.channels}×{info.image_size[0]}×{info.image_size[1]}"
             f" | {model_label(config)} | {config.optim.name} lr {config.optim.lr:g} | "
-            f"{device_name(setup.device)}, {_precision(config, self.parts)}",
+            f"{device_name(setup.device)}, {_precision(config, self.parts)}"
+            f"{processes(config, self.parts.world.size)}",
             highlight=False,
         )
         for note in setup.notes:
@@ -88,23 +105,33 @@ class Recorder:
             self.out.log_only("\n".join(f"  skipped {line}" for line in setup.bundle.skipped))
         for callback in self.callbacks:
             callback.on_start(self.run.path, config)
-        if not resumed:
-            self.checkpoint(state, False)  # what a rollback or a resume in epoch 1 goes back to
 
     def checkpoint(self, state: FitState, improved: bool) -> None:
-        if improved:
-            about = {"config": self.config.to_dict(), "data": self.setup.bundle.info.record()}
-            save_weights(self.parts.eval_model, self.run.checkpoints / "best.safetensors", about)
-        save_state(resume_state(self.config, self.setup, state), self.run.checkpoints / "last.ckpt")
+        """best.safetensors when `improved`, and last.ckpt; every rank's own random state
+        gathered into it. Written atomically by rank 0 while the others wait, so that no
+        rank goes on (or is stopped) before the checkpoint it would resume from exists."""
+        world = self.parts.world
+        ranks = world.gather(rank_state(self.parts))
+        if self.main:
+            if improved:
+                about = {"config": self.config.to_dict(), "data": self.setup.bundle.info.record()}
+                path = self.run.checkpoints / "best.safetensors"
+                save_weights(self.parts.eval_model, path, about)
+            saved = resume_state(self.config, self.setup, state, ranks)
+            save_state(saved, self.run.checkpoints / "last.ckpt")
+        world.barrier()
 
     def restore(self, state: FitState) -> None:
-        """Back to last.ckpt (the divergence guard's rollback)."""
-        saved = load_state(self.run.checkpoints / "last.ckpt")
+        """Back to last.ckpt (the divergence guard's rollback); rank 0 reads it for all."""
+        saved = self.parts.world.from_main(lambda: load_state(self.run.checkpoints / "last.ckpt"))
         load_resume_state(self.parts, saved)
         state.load(saved["fit"])
-        self.run.rewrite_metrics(state.history)
+        if self.main:
+            self.run.rewrite_metrics(state.history)
 
     def log_step(self, info: dict[str, Any]) -> None:
+        if not self.main:
+            return
         self.out.step(info)
         self.run.log_step(info)
         if not self._hinted and self.setup.device.type == "cpu":
@@ -112,6 +139,8 @@ class Recorder:
             self._suggest_faster(info)
 
     def log_epoch(self, metrics: dict[str, Any]) -> None:
+        if not self.main:
+            return
         self.run.log_epoch(metrics)
         self.out.epoch(metrics)
         for callback in self.callbacks:
@@ -151,6 +180,8 @@ class Recorder:
         ]
         test_acc = self.test_accuracy() if test and state.history else None
         summary = make_summary(self.config, self.setup, state, findings, test_acc)
+        if not self.main:
+            return summary
         self.run.write_summary(summary)
         self.run.log_hparams(self.config.to_dict(), summary)
         self.out.final_table(summary)
@@ -170,9 +201,12 @@ class Recorder:
         """Accuracy of the best checkpoint on the dataset's own test split, when it has one."""
         test, setup = self.setup.bundle.test, self.setup
         best = self.run.checkpoints / "best.safetensors"
-        if test is None or not best.exists():
+        if test is None:
             return None
-        setup.parts.eval_model.load_state_dict(load_weights(best))
+        weights = setup.parts.world.from_main(lambda: load_weights(best) if best.exists() else None)
+        if weights is None:
+            return None
+        setup.parts.eval_model.load_state_dict(weights)
         return setup.parts.evaluate(setup.test_loader(test)).accuracy
 
 
@@ -182,15 +216,38 @@ def _precision(config: Config, parts: TrainParts) -> str:
     return f"{used} (auto)" if asked == "auto" else used
 
 
+def processes(config: Config, world_size: int) -> str:
+    """The header's note of a run on several processes: how the global batch is shared."""
+    if world_size == 1:
+        return ""
+    per_rank = config.train.rank_batch(world_size)
+    return (
+        f" | {world_size} processes: batch {config.train.batch_size} ="
+        f" {world_size} × {per_rank} per process"
+        f"{', SyncBatchNorm' if config.train.sync_bn else ''}"
+    )
+
+
 def model_label(config: Config) -> str:
     backbone = config.model.backbone
     return config.model.name if backbone is None else f"from {backbone_label(backbone)}"
 
 
-def resume_state(config: Config, setup: Setup, state: FitState) -> dict[str, Any]:
-    """Everything needed to continue this run bit-exactly after the current epoch."""
+def rank_state(parts: TrainParts) -> dict[str, Any]:
+    """What differs between the ranks of a run on several processes: their random draws."""
+    return {"generator": parts.train_loader.generator.get_state(), "rng": rng_state()}
+
+
+def resume_state(
+    config: Config, setup: Setup, state: FitState, ranks: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Everything needed to continue this run bit-exactly after the current epoch; `ranks`:
+    every rank's rank_state() of a run on several processes (None on one)."""
     parts = setup.parts
-    return {
+    loader = parts.train_loader.state_dict()
+    if ranks is not None:
+        loader["generators"] = [r["generator"] for r in ranks]
+    saved = {
         "config": config.to_dict(),
         "fit": state.to_dict(),
         "model": parts.model.state_dict(),
@@ -199,13 +256,18 @@ def resume_state(config: Config, setup: Setup, state: FitState) -> dict[str, Any
         "scaler": parts.scaler.state_dict(),
         "ema": parts.ema.state_dict() if parts.ema is not None else None,
         "data": setup.bundle.info.record(),
-        "train_loader": parts.train_loader.state_dict(),
+        "train_loader": loader,
         "rng": rng_state(),
     }
+    if ranks is not None:
+        saved["rank_rng"] = [r["rng"] for r in ranks]
+    return saved
 
 
 def load_resume_state(parts: TrainParts, saved: dict[str, Any]) -> None:
-    """Put everything resume_state() saved back into freshly built parts."""
+    """Put everything resume_state() saved back into freshly built parts, whatever number of
+    processes saved it and resumes it: each rank its own random state where the saving run
+    had that rank, else one derived from rank 0's."""
     parts.model.load_state_dict(saved["model"])
     parts.optimizer.load_state_dict(saved["optimizer"])
     parts.scheduler.load_state_dict(saved["scheduler"])
@@ -213,7 +275,12 @@ def load_resume_state(parts: TrainParts, saved: dict[str, Any]) -> None:
     if parts.ema is not None:
         parts.ema.load_state_dict(saved["ema"])
     parts.train_loader.load_state_dict(saved["train_loader"])
-    set_rng_state(saved["rng"])
+    rank, rngs = parts.world.rank, saved.get("rank_rng") or [saved["rng"]]
+    if rank < len(rngs):
+        set_rng_state(rngs[rank])
+    else:
+        set_rng_state(saved["rng"])
+        seed_everything(rank_seed(int(torch.randint(2**62, ())), rank))
 
 
 def make_summary(
@@ -237,8 +304,9 @@ def make_summary(
         "steps": state.step,
         "train_seconds": round(state.train_seconds, 3),
         "images_per_second": state.images_seen / state.train_seconds if state.train_seconds else 0,
-        "device": device_name(setup.device),
+        "device": device_name(setup.device),  # rank 0's, of several processes
         "precision": setup.parts.cfg.precision,  # what ran: train.precision auto resolved
+        "processes": setup.parts.world.size,  # data-parallel: images/s counts all of them
         "loader": type(setup.parts.train_loader).__name__,  # StreamLoader: over max_resident_mb
         "data": setup.bundle.info.record(),  # what reusing the model as a backbone needs
         **({"feature_seconds": round(setup.feature_seconds, 3)} if setup.feature_seconds else {}),

@@ -16,7 +16,8 @@ from cnnlab.config import Config, load_config
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.track.registry import read_summary
 from cnnlab.track.rundir import RunDir
-from cnnlab.training.device import kernel_mode, resolve_device
+from cnnlab.training.device import kernel_mode
+from cnnlab.training.distributed import joined
 from cnnlab.training.experiment import RunResult, build, console, run
 from cnnlab.training.loop import FitState
 from cnnlab.training.record import load_resume_state
@@ -33,12 +34,26 @@ def resume(
     quiet: bool = False,
 ) -> RunResult:
     """Continue the run in `run_dir` from its last checkpoint, in the same directory. Only
-    RESUMABLE_CHANGES may be overridden, e.g. train.epochs=30 to train on past its end."""
+    RESUMABLE_CHANGES may be overridden, e.g. train.epochs=30 to train on past its end. Under
+    torchrun, on any number of processes: rank 0 reads the checkpoint for all of them."""
     path = Path(run_dir)
+    with joined() as world:
+        config, saved, state = world.from_main(lambda: prepare(path, overrides))
+        device = world.device(config.train.device)
+        with kernel_mode(config.train.deterministic):
+            setup = build(config, device, world)
+            load_resume_state(setup.parts, saved)
+            directory = RunDir.reopen(path, state.history) if world.is_main else RunDir(path)
+            return run(config, setup, directory, state, console(terminal, quiet), resumed=True)
+
+
+def prepare(path: Path, overrides: list[str] = ()) -> tuple[Config, dict[str, Any], FitState]:
+    """The config, saved state and FitState a resume of `path` continues from, or a
+    ConfigError saying why the run cannot (or need not) be resumed so."""
     last = path / "checkpoints" / "last.ckpt"
     if not last.is_file():
         raise ConfigError(
-            f"--resume {run_dir}: no checkpoints/last.ckpt there (not a cnnlab run directory?)"
+            f"--resume {path}: no checkpoints/last.ckpt there (not a cnnlab run directory?)"
         )
     saved = load_state(last)
     config = load_config(overrides=overrides, base=saved["config"])
@@ -48,12 +63,7 @@ def resume(
     state.load(saved["fit"])
     _refuse_finished(path, state, config)
     state.status = "running"
-    device = resolve_device(config.train.device)
-    with kernel_mode(config.train.deterministic):
-        setup = build(config, device)
-        load_resume_state(setup.parts, saved)
-        run_dir = RunDir.reopen(path, state.history)
-        return run(config, setup, run_dir, state, console(terminal, quiet), resumed=True)
+    return config, saved, state
 
 
 def _refuse_finished(path: Path, state: FitState, config: Config) -> None:

@@ -20,6 +20,7 @@ from torch import nn
 from cnnlab.augment.tta import Views
 from cnnlab.config.schema import TrainConfig
 from cnnlab.data.loader import BatchLoader
+from cnnlab.training.distributed import SINGLE, World
 from cnnlab.training.ema import EMA
 
 
@@ -55,6 +56,9 @@ class TrainParts:
     # Called with the epoch's number before each epoch starts or resumes (a transfer run's
     # backbone unfreezing); a pure function of the epoch, so resuming needs no state for it.
     before_epoch: Callable[[int], None] | None = None
+    # The processes training together (training.distributed); their loaders hold a share of
+    # the images each, and evaluate() sums their scores.
+    world: World = SINGLE
 
     def __post_init__(self) -> None:
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
@@ -92,8 +96,13 @@ class TrainParts:
         return contextlib.nullcontext() if last or no_sync is None else no_sync()
 
     def evaluate(self, loader: BatchLoader) -> Scores:
-        """eval_net's scores on every image of `loader`, with the run's test-time views."""
-        return score(self.eval_net, loader, self.cfg.precision, self.views, loader.device)
+        """eval_net's scores on every image of `loader`, with the run's test-time views; with
+        several processes, on every image of every rank's share, each counted once."""
+        scores = score(self.eval_net, loader, self.cfg.precision, self.views, loader.device)
+        if self.world.size == 1:
+            return scores
+        sums = self.world.sum(scores.loss_sum, scores.correct, scores.count)
+        return Scores(*(torch.tensor(v, dtype=torch.float64) for v in sums))
 
 
 @torch.inference_mode()  # as a decorator, torch enters the mode around each next() only

@@ -1,9 +1,10 @@
 """Requests to stop a run between two steps: Ctrl-C, train.max_minutes, and a callback's
 request after an epoch (a sweep's pruner).
 
-The loop asks `reason()` after every step. Stopping there, not wherever SIGINT happens to land,
-means the model and optimizer are never saved half-updated, so the checkpoint written on the way
-out resumes exactly. A second Ctrl-C raises KeyboardInterrupt at once, for a stuck step.
+The loop asks `reason()` after every step (with several processes, `agree()` at each logging
+point). Stopping there, not wherever SIGINT happens to land, means the model and optimizer are
+never saved half-updated, so the checkpoint written on the way out resumes exactly. A second
+Ctrl-C raises KeyboardInterrupt at once, for a stuck step.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from cnnlab.training.distributed import World
+
+_URGENCY = {"interrupted": 0, "time_limit": 1}  # which stop wins when ranks ask for several
 
 
 class Stopper:
@@ -33,6 +38,17 @@ class Stopper:
         if self.requested is None and self.deadline is not None:
             if time.monotonic() >= self.deadline:
                 self.requested = "time_limit"
+        return self.requested
+
+    def agree(self, world: World) -> str | None:
+        """reason(), the same on every rank of `world`: the most urgent asked for on any rank
+        (Ctrl-C, then the time limit, then a callback's request, which only rank 0 hears), so
+        that all ranks stop at the same step and none is left waiting for the others."""
+        if world.size == 1:
+            return self.reason()
+        asked = [r for r in world.all_gather(self.reason()) if r is not None]
+        if asked:
+            self.requested = min(asked, key=lambda r: _URGENCY.get(r, len(_URGENCY)))
         return self.requested
 
     @contextmanager

@@ -159,3 +159,89 @@ def test_a_transform_may_turn_labels_into_class_probabilities():
     y = torch.cat([y for _, y in batches])
     assert y.shape == (len(data), 5) and torch.allclose(y.sum(1), torch.ones(len(data)))
     assert torch.equal(y.argmax(1), data.labels)
+
+
+# Several processes (data-parallel training): each rank's loader hands out its share.
+
+
+def ranks(world: int, **kw) -> list[DeviceLoader]:
+    return [loader(rank=r, world=world, **kw) for r in range(world)]
+
+
+def global_batches(shards: list[DeviceLoader]) -> list[list[int]]:
+    """Step by step, the images of all ranks together, rank 0's slice first."""
+    return [sum(step, []) for step in zip(*(epoch_ids(s) for s in shards), strict=True)]
+
+
+def test_ranks_slice_the_global_batches_of_one_process():
+    # With no augmentation one process draws only the order, from the same seed: the ranks'
+    # slices put together are its batches, epoch after epoch.
+    one = loader(shuffle=True, batch_size=6, seed=4)
+    two = ranks(2, shuffle=True, batch_size=6, seed=4)
+    assert all(len(s) == len(one) == N // 6 for s in two)  # global batches on every rank
+    for _ in range(2):
+        per_rank = [epoch_ids(s) for s in two]
+        assert all(len(b) == 3 for batches in per_rank for b in batches)
+        together = [a + b for a, b in zip(*per_rank, strict=True)]
+        assert together == epoch_ids(one)
+        seen = [i for b in together for i in b]
+        assert len(set(seen)) == len(seen)  # one pass: no image twice in an epoch
+
+
+def test_evaluation_shares_cover_every_image_once_without_padding():
+    shards = ranks(3, batch_size=4)
+    shares = [[i for b in epoch_ids(s) for i in b] for s in shards]
+    assert sorted(sum(shares, [])) == list(range(N))
+    assert [len(s) for s in shares] == [8, 8, 7]  # 23 images: uneven shares, nothing repeated
+    assert [len(s) for s in shards] == [2, 2, 2]  # this rank's batches of 4
+
+
+def test_a_global_batch_must_split_evenly():
+    with pytest.raises(ValueError, match="does not split into 4"):
+        loader(shuffle=True, batch_size=6, rank=0, world=4)
+
+
+def test_each_rank_draws_its_own_augmentations():
+    def noise(x, y, gen):
+        return x + torch.rand(x.shape[0], 1, 1, 1, generator=gen, device=x.device), y
+
+    data = ImageSet(torch.zeros(N, 1, 3, 3, dtype=torch.uint8), torch.zeros(N).long(), ("a",))
+    shards = ranks(2, data=data, shuffle=True, batch_size=6, transform=noise)
+    a, b = (next(iter(s))[0] for s in shards)
+    assert not torch.equal(a, b)
+
+
+def mid_epoch_state(shards: list[DeviceLoader], batches: int) -> dict:
+    """Rank 0's state after `batches` steps, with every rank's generator as the trainer adds."""
+    iters = [iter(s) for s in shards]
+    for _ in range(batches):
+        for it in iters:
+            next(it)
+    state = shards[0].state_dict()
+    return state | {"generators": [s.generator.get_state() for s in shards]}
+
+
+def rest_of_epoch(shards: list[DeviceLoader]) -> list[list[int]]:
+    return [sorted(b) for b in global_batches(shards)]
+
+
+@pytest.mark.parametrize(("saved_by", "resumed_on"), [(2, 1), (1, 2), (2, 3)])
+def test_a_state_saved_by_n_processes_resumes_on_m(saved_by, resumed_on):
+    kw = {"shuffle": True, "batch_size": 6, "seed": 8}
+    unbroken = [sorted(b) for b in epoch_ids(loader(**kw))]
+    saving = ranks(saved_by, **kw)
+    state = mid_epoch_state(saving, 1)
+    resumed = ranks(resumed_on, seed=0, **{k: v for k, v in kw.items() if k != "seed"})
+    for shard in resumed:
+        shard.load_state_dict(state)
+    assert rest_of_epoch(resumed) == unbroken[1:]  # the same global batches, each image once
+    # The next epoch's order is one for all ranks; on the CPU even one process's goes on.
+    assert [len(b) for b in global_batches(resumed)] == [6] * (N // 6)
+
+
+def test_each_rank_resumes_its_own_augmentation_generator():
+    shards = ranks(2, shuffle=True, batch_size=6)
+    state = mid_epoch_state(shards, 1)
+    for rank, shard in enumerate(ranks(2, shuffle=True, batch_size=6, seed=5)):
+        shard.load_state_dict(state)
+        assert torch.equal(shard.generator.get_state(), shards[rank].generator.get_state())

@@ -83,3 +83,14 @@ def test_a_state_saved_mid_epoch_resumes_with_the_remaining_batches(images, cls,
     resumed = [x for x, _ in b] + [x for x, _ in b]
     assert len(resumed) == len(expected) == 2 * len(a) - stop_after
     assert all(torch.equal(x, e) for x, e in zip(resumed, expected, strict=True))
+
+
+def test_ranks_of_several_processes_get_the_device_loaders_shares(images):
+    for shuffle in (False, True):
+        for rank in range(2):
+            kw = {"shuffle": shuffle, "seed": 3, "rank": rank, "world": 2}
+            device = [y for _, y in loader(DeviceLoader, images, **kw)]
+            stream = [y for _, y in loader(StreamLoader, images, **kw)]
+            assert len(device) == len(stream) > 0
+            for a, b in zip(device, stream, strict=True):
+                assert torch.equal(a, b)
