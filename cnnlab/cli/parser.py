@@ -63,7 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cnnlab {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # in the order of `cnnlab --help`
+    for add in (
+        _train_parsers,
+        _lr_find_parser,
+        _eval_parser,
+        _config_parser,
+        _augment_parser,
+        _list_parser,
+        _report_parser,
+        _runs_parser,
+        _inspect_parser,
+        add_sweep_parser,
+    ):
+        add(commands, debug)
+    return parser
 
+
+def _train_parsers(commands, debug: argparse.ArgumentParser) -> None:
+    """train and transfer: a new run, --resume, --seeds, --nproc."""
     for name, summary, func in (
         ("train", "train a model; writes a run dir", cmd_train),
         (
@@ -98,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         train.set_defaults(func=func)
 
+
+def _lr_find_parser(commands, debug: argparse.ArgumentParser) -> None:
     lr_find = commands.add_parser(
         "lr-find",
         parents=[debug],
@@ -129,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lr_find.set_defaults(func=cmd_lr_find)
 
+
+def _eval_parser(commands, debug: argparse.ArgumentParser) -> None:
     evaluate = commands.add_parser(
         "eval",
         parents=[debug],
@@ -162,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", help="default: the run's train.device")
     evaluate.set_defaults(func=cmd_eval)
 
+
+def _config_parser(commands, debug: argparse.ArgumentParser) -> None:
+    """config show|recipes, data info, summary: what a config resolves to, before training."""
     config = commands.add_parser("config", help="show resolved configs and recipes")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     show = config_commands.add_parser(
@@ -188,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(summary)
     summary.set_defaults(func=cmd_summary)
 
+
+def _augment_parser(commands, debug: argparse.ArgumentParser) -> None:
     aug = commands.add_parser("augment", help="look at augmentations")
     aug_commands = aug.add_subparsers(dest="augment_command", required=True, metavar="ACTION")
     preview = aug_commands.add_parser(
@@ -204,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--draws", type=int, default=8, help="augmented draws per image")
     _config_args(preview)
     preview.set_defaults(func=cmd_augment_preview)
+
+
+def _list_parser(commands, debug: argparse.ArgumentParser) -> None:
     listing = commands.add_parser(
         "list",
         parents=[debug],
@@ -214,10 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kind.completer = lambda **_: list(KINDS)
     listing.set_defaults(func=cmd_list)
-    _runs_parser(commands, debug)
-    _inspect_parser(commands, debug)
-    add_sweep_parser(commands, debug)
-    return parser
 
 
 def _positive(text: str) -> int:
@@ -279,7 +305,7 @@ def _inspect_parser(commands, debug: argparse.ArgumentParser) -> None:
         sub.set_defaults(func=cmd_viz)
 
 
-def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
+def _report_parser(commands, debug: argparse.ArgumentParser) -> None:
     report = commands.add_parser(
         "report", parents=[debug], help="one self-contained HTML page for runs or a sweep"
     )
@@ -292,6 +318,9 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
     )
     report.set_defaults(func=cmd_report)
 
+
+def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
+    """runs list|compare|plot|export: over a folder of run directories (--root)."""
     runs = commands.add_parser("runs", help="list, compare, plot and export run directories")
     actions = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     root = argparse.ArgumentParser(add_help=False)
@@ -311,14 +340,18 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
     ).completer = complete.overrides
 
     _runs_list_parser(actions, [debug, root, filters])
+    _runs_compare_parsers(actions, [debug, root])
+    _runs_export_parser(actions, [debug, root, filters])
 
+
+def _runs_compare_parsers(actions, parents: list[argparse.ArgumentParser]) -> None:
     run_args = argparse.ArgumentParser(add_help=False)
     run_args.add_argument(
         "runs", nargs="+", metavar="RUN", help="run directories (or their names under --root)"
     )
     compare = actions.add_parser(
         "compare",
-        parents=[debug, root, run_args],
+        parents=[*parents, run_args],
         help="the config keys that differ and the results, one column per run",
         description="The config keys that differ and the results, one column per run. Runs "
         "whose configs are equal apart from train.seed, run.name and run.dir (seeds of one "
@@ -331,7 +364,7 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
     compare.set_defaults(func=cmd_runs_compare)
 
     plot = actions.add_parser(
-        "plot", parents=[debug, root, run_args], help="per-epoch curves of runs on one figure"
+        "plot", parents=[*parents, run_args], help="per-epoch curves of runs on one figure"
     )
     plot.add_argument(
         "--metric",
@@ -345,9 +378,11 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
     )
     plot.set_defaults(func=cmd_runs_plot)
 
+
+def _runs_export_parser(actions, parents: list[argparse.ArgumentParser]) -> None:
     export = actions.add_parser(
         "export",
-        parents=[debug, root, filters],
+        parents=parents,
         help="a CSV/Parquet table: one row per run (config keys and summary)",
     )
     export.add_argument(

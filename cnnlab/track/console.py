@@ -7,6 +7,7 @@ progress line every PLAIN_EVERY seconds takes its place, and nothing is folded a
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from rich.text import Text
 # Columns of a console that is not a terminal: a file or a pipe has no width to fit, and rich's
 # 80 would fold the header line and the tables mid-word.
 WIDE = 250
+# A quiet run (cnnlab.train(..., quiet=True): a notebook, a sweep worker) prints nothing; its
+# lines go to this logger at INFO instead, for an application that wants them.
+LOG = logging.getLogger("cnnlab")
 
 
 def output_console() -> Console:
@@ -58,6 +62,8 @@ class RunConsole:
         self.terminal.print(*objects, **({"soft_wrap": text} if not self.live else {}) | kwargs)
         self._file.print(*objects, **{"soft_wrap": text} | kwargs)
         self._log.flush()
+        if text and self.terminal.quiet:
+            LOG.info(" ".join(objects))
 
     def log_only(self, text: str) -> None:
         """Into log.txt, not onto the terminal: long lists a user looks up later."""

@@ -2,6 +2,7 @@
 still leave a summary without hiding the first error."""
 
 import json
+import logging
 
 import pytest
 
@@ -44,11 +45,15 @@ def test_a_callback_prunes_the_run_after_an_epoch_with_its_checkpoint(quick):
     assert (result.path / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_quiet_runs_print_nothing_but_keep_the_log(quick, capsys):
+def test_quiet_runs_print_nothing_but_keep_the_log_and_tell_logging(quick, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="cnnlab")
     result = train(quick("train.epochs=1"), quiet=True)
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
     assert "run: " in (result.path / "log.txt").read_text()
+    lines = [r.getMessage() for r in caplog.records if r.name == "cnnlab"]
+    assert any(line.startswith("digits: ") for line in lines)  # the header
+    assert f"run: {result.path}" in lines
 
 
 def test_a_failure_writes_a_failed_summary_without_a_test_score_and_raises_itself(
