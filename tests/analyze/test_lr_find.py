@@ -137,3 +137,26 @@ def test_leaves_no_global_state_behind():
     assert torch.is_grad_enabled()
     assert torch.are_deterministic_algorithms_enabled() == deterministic
     assert len(result.lrs) == 15 and result.smoothed[-1] < result.smoothed[0]
+
+
+def test_each_finder_step_is_one_training_step_and_nothing_else(monkeypatch):
+    """Why the finder costs what training costs (bench/lr_find_speed.py measures it): each of
+    its steps is TrainParts.step, with the run's micro-batches, and it never evaluates."""
+    from cnnlab.training.step import TrainParts
+
+    calls = {"step": [], "evaluate": 0}
+    original = TrainParts.step
+
+    def counted(self, batches, size):
+        calls["step"].append(size)
+        return original(self, batches, size)
+
+    def no_evaluation(self, *args, **kwargs):
+        calls["evaluate"] += 1
+        raise AssertionError("the lr finder evaluated")
+
+    monkeypatch.setattr(TrainParts, "step", counted)
+    monkeypatch.setattr(TrainParts, "evaluate", no_evaluation)
+    config = load_config(overrides=[*QUICK, "train.accumulate=2"])
+    result = find_lr(config, start_lr=1e-4, end_lr=1e-2, steps=12)
+    assert calls == {"step": [2] * 12, "evaluate": 0} and len(result.lrs) == 12
