@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -200,35 +201,23 @@ class _Normalize:
 
 
 class DeviceLoader(BatchLoader):
-    """The whole uint8 set resident on the training device."""
+    """The whole uint8 set resident on the training device. `batching`: BatchLoader's
+    batch_size, shuffle, seed, rank and world."""
 
     def __init__(
         self,
         data: ImageSet,
         *,
-        batch_size: int,
         device: torch.device,
         mean: tuple[float, ...],
         std: tuple[float, ...],
-        shuffle: bool = False,
-        seed: int = 0,
         transform: BatchTransform | None = None,
         channels_last: bool = False,
-        rank: int = 0,
-        world: int = 1,
+        **batching: Any,
     ):
         # (N, C, H, W) uint8, (N,) int64 on the device
         images, labels = data.images.to(device), data.labels.to(device)
-        super().__init__(
-            images,
-            labels,
-            batch_size=batch_size,
-            device=device,
-            shuffle=shuffle,
-            seed=seed,
-            rank=rank,
-            world=world,
-        )
+        super().__init__(images, labels, device=device, **batching)
         self.prepare = _Normalize(self, mean, std, transform, channels_last)
 
 
@@ -255,32 +244,18 @@ class StreamLoader(BatchLoader):
         data: ImageSet,
         *,
         num_workers: int,
-        batch_size: int,
         device: torch.device,
         mean: tuple[float, ...],
         std: tuple[float, ...],
-        shuffle: bool = False,
-        seed: int = 0,
         transform: BatchTransform | None = None,
         channels_last: bool = False,
-        rank: int = 0,
-        world: int = 1,
+        **batching: Any,
     ):
-        cpu = torch.device("cpu")
-        super().__init__(
-            data.images,
-            data.labels,
-            batch_size=batch_size,
-            device=device,
-            shuffle=shuffle,
-            seed=seed,
-            order_device=cpu,
-            rank=rank,
-            world=world,
-        )
-        self.num_workers = num_workers
         # The order lives on the host (order_generator); the device generator drives the
         # augmentation.
+        cpu = torch.device("cpu")
+        super().__init__(data.images, data.labels, device=device, order_device=cpu, **batching)
+        self.num_workers = num_workers
         self.prepare = _Normalize(self, mean, std, transform, channels_last)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

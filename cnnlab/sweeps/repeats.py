@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any
 from cnnlab.atomic import write_text_atomic
 from cnnlab.config import Config
 from cnnlab.config.load import validate
-from cnnlab.config.names import run_stamp
 from cnnlab.errors import ConfigError
 from cnnlab.track.groups import Stats, stats
-from cnnlab.track.rundir import _safe_name  # the run directories' own naming rule
+from cnnlab.track.rundir import new_folder
 from cnnlab.track.sweepdir import GROUP_JSON
 
 if TYPE_CHECKING:
@@ -102,20 +101,7 @@ def _format(key: str, s: Stats) -> str:
 
 def group_folder(root: str | Path, name: str) -> Path:
     """A new folder <root>/<stamp>-<name>-seeds (never an existing one)."""
-    root = Path(root)
-    stem = f"{run_stamp()}-{_safe_name(name)}-seeds"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"run.dir = {str(root)!r}: cannot create it ({e.strerror})") from None
-    for attempt in range(1, 1000):
-        path = root / (stem if attempt == 1 else f"{stem}-{attempt}")
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
-    raise ConfigError(f"run.dir = {str(root)!r}: too many groups named {stem}")
+    return new_folder(root, f"{name}-seeds", kind="groups")
 
 
 def with_seed(config: Config, seed: int, folder: Path, name: str) -> Config:

@@ -85,29 +85,10 @@ class RunDir:
     @classmethod
     def create(cls, root: str | Path, name: str) -> RunDir:
         """A new, empty directory; never reuses one, so no earlier run is overwritten."""
-        root = Path(root)
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise ConfigError(f"run.dir = {_shown(root)}: exists and is not a directory") from None
-        except OSError as e:
-            raise ConfigError(
-                f"run.dir = {_shown(root)}: cannot create it ({e.strerror})"
-            ) from None
-        stem = f"{run_stamp()}-{_safe_name(name)}"
-        for attempt in range(1, 1000):
-            path = root / (stem if attempt == 1 else f"{stem}-{attempt}")
-            try:
-                path.mkdir()
-            except FileExistsError:
-                continue
-            except OSError as e:
-                raise _name_error(root, path, name, e) from None
-            run = cls(path)
-            run.lock()  # before config.yaml exists, so no listing ever sees it unlocked
-            (path / "checkpoints").mkdir()
-            return run
-        raise ConfigError(f"run.dir = {str(root)!r}: too many runs named {stem}")
+        run = cls(new_folder(root, name))
+        run.lock()  # before config.yaml exists, so no listing ever sees it unlocked
+        run.checkpoints.mkdir()
+        return run
 
     @classmethod
     def reopen(cls, path: Path, history: list[dict[str, Any]]) -> RunDir:
@@ -271,6 +252,29 @@ def _shown(path: Path | str) -> str:
     """A path quoted for a one-line error, its middle cut when it is very long."""
     text = str(path)
     return repr(text if len(text) <= 160 else f"{text[:100]}…{text[-50:]}")
+
+
+def new_folder(root: str | Path, name: str, kind: str = "runs") -> Path:
+    """A new folder <root>/<stamp>-<name>[-2, -3, ...], root made if need be: mkdir is atomic,
+    so two processes started in the same second never share one."""
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"run.dir = {_shown(root)}: exists and is not a directory") from None
+    except OSError as e:
+        raise ConfigError(f"run.dir = {_shown(root)}: cannot create it ({e.strerror})") from None
+    stem = f"{run_stamp()}-{_safe_name(name)}"
+    for attempt in range(1, 1000):
+        path = root / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise _name_error(root, path, name, e) from None
+        return path
+    raise ConfigError(f"run.dir = {_shown(root)}: too many {kind} named {stem}")
 
 
 def _name_error(root: Path, path: Path, name: str, error: OSError) -> ConfigError:
