@@ -17,6 +17,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_train_prints_the_run_path_last_and_exits_zero(tmp_path):
     proc = run_cli("train", "train.epochs=1", "model.width=8", f"run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
@@ -42,6 +43,7 @@ def test_debug_shows_the_traceback():
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "ConfigError" in proc.stderr
 
 
+@pytest.mark.slow
 def test_divergence_exits_3(tmp_path):
     proc = run_cli(
         "train",
@@ -121,6 +123,7 @@ def test_summary_rejects_an_option_the_model_does_not_take(capsys):
     assert "model.se is not an option of model 'mlp'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_lr_find_prints_a_suggestion_and_writes_plot_and_json(tmp_path, capsys):
     out = tmp_path / "sweep"
     args = ["lr-find", "--steps", "40", "--start-lr", "1e-5", "-o", str(out), "model.width=8"]
@@ -137,6 +140,7 @@ def test_lr_find_bad_option_is_one_line_exit_2(capsys):
     assert len(err) == 1 and "--end-lr" in err[0]
 
 
+@pytest.mark.slow
 def test_runs_list_compare_plot_export_on_real_runs(tmp_path, capsys):
     root = tmp_path / "runs"
     for lr in ("0.01", "0.001"):
@@ -168,6 +172,7 @@ def test_runs_list_compare_plot_export_on_real_runs(tmp_path, capsys):
     assert set(frame["status"]) == {"completed"}
 
 
+@pytest.mark.slow
 def test_runs_errors_are_one_line_exit_2(tmp_path):
     proc = run_cli("runs", "list", "--root", str(tmp_path / "missing"))
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [

@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow
 def test_default_recipe_reaches_95_percent_on_digits(tmp_path):
     # Run from an empty directory exactly as a user would: no arguments at all.
     proc = subprocess.run(

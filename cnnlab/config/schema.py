@@ -313,7 +313,7 @@ class TrainConfig(Section):
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     # With several processes (torchrun, --nproc): BatchNorm statistics over the whole global
     # batch (SyncBatchNorm) instead of each process's share of it. One process: no effect.
-    sync_bn: bool = False
+    sync_bn: Bool = False
 
     def rank_batch(self, world_size: int) -> int:
         """batch_size is the global batch: the images each of `world_size` processes takes."""

@@ -46,6 +46,7 @@ def val(trained):
     return evaluate_run(trained[1], "val", top_k=(1, 2, 3, 5, 10, 50))
 
 
+@pytest.mark.slow
 def test_accuracy_and_loss_are_what_training_measured(trained, val):
     result, run = trained
     history = [
@@ -133,6 +134,7 @@ def test_tta_flip_when_trained_with_flips_and_the_runs_views_when_configured(tra
     assert evaluate_run(shifted_run, "val", worst=0).loss == pytest.approx(val.loss, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_files_in_the_run_directory(trained, val, tmp_path):
     paths = write(val, tmp_path)
     names = ["eval-val.json", "confusion-val.csv", "confusion-val.png", "worst-val.png"]
@@ -174,6 +176,7 @@ def test_data_overrides():
             data_overrides([bad])
 
 
+@pytest.mark.slow
 def test_cli(trained, capsys):
     path = str(trained[0].path)
     assert main(["eval", path, "--split", "test", "--tta", "--top-k", "3", "--worst", "4"]) == 0
@@ -195,12 +198,14 @@ def test_cli(trained, capsys):
         assert err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_cli_tta_on_a_run_that_never_saw_a_flip_is_a_one_line_error(run_dir, capsys):
     assert main(["eval", str(run_dir), "--tta"]) == 2
     err = capsys.readouterr().err
     assert "--tta: the run has no augment.tta" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_each_split_keeps_its_own_confusion_matrix(trained, tmp_path):
     write(evaluate_run(trained[1], "val", worst=0), tmp_path)
     val_csv = (tmp_path / "confusion-val.csv").read_bytes()

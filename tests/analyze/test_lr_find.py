@@ -49,6 +49,7 @@ def test_suggestion_lies_on_the_falling_part_of_the_curve(blown):
     assert blown.smoothed[i] < blown.smoothed[0]  # the loss is already falling there
 
 
+@pytest.mark.slow
 def test_suggested_lr_trains_better_than_start_lr(blown):
     def loss_after(lr: float, steps: int = 60) -> float:
         config = load_config(overrides=QUICK)

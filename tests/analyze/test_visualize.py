@@ -94,6 +94,7 @@ def test_activations_and_unknown_layers(trained, tmp_path):
         viz.find_layer(trained.model, "0.00")
 
 
+@pytest.mark.slow
 def test_cli(run_dir, capsys):
     first = viz.convs(load_trained(run_dir, device="cpu").model)[0][0]
     assert main(["viz", "filters", str(run_dir)]) == 0

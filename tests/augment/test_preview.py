@@ -1,3 +1,4 @@
+import pytest
 import torch
 from PIL import Image
 
@@ -16,6 +17,7 @@ def test_rows_start_with_the_original_then_the_draws():
         assert torch.equal(row[0], original) and torch.equal(row[1], original.flip(-1))
 
 
+@pytest.mark.slow
 def test_cli_preview_writes_a_grid(tmp_path, capsys):
     out = tmp_path / "p.png"
     args = ["augment", "preview", "-o", str(out), "--images", "3", "--draws", "4"]

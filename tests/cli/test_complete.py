@@ -77,6 +77,7 @@ def test_recipes_are_the_values_of_recipe():
     assert complete.overrides("recipe=") == [f"recipe={n}" for n in recipe_names()]
 
 
+@pytest.mark.slow
 def test_completing_a_key_does_not_import_torch():
     code = (
         "import sys; from cnnlab.cli import complete; from cnnlab.cli.parser import build_parser;"
@@ -109,6 +110,7 @@ def tab(line: str, tmp_path) -> list[str]:
     return answer.read_text().split("\013")
 
 
+@pytest.mark.slow
 def test_tab_completes_commands_options_keys_and_names(tmp_path):
     assert tab("cnnlab ru", tmp_path) == ["runs"]
     assert tab("cnnlab runs ex", tmp_path) == ["export"]

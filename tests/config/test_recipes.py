@@ -12,6 +12,7 @@ def test_every_recipe_validates(name):
     assert load_config(overrides=[f"recipe={name}"]).recipe == name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", recipe_names())
 def test_every_recipe_trains_an_epoch_on_digits(name, tmp_path):
     """A recipe is ordinary config: it must build and train on any small dataset, not only

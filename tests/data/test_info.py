@@ -2,6 +2,7 @@
 
 import io
 
+import pytest
 from PIL import Image
 from rich.console import Console
 
@@ -29,6 +30,7 @@ def test_show_prints_classes_counts_size_and_stats():
     assert f"{bundle.info.mean[0]:.4f}" in text
 
 
+@pytest.mark.slow
 def test_grid_has_one_row_per_shown_class(tmp_path):
     bundle = build(DataConfig())
     write_sample_grid(bundle, tmp_path / "grid.png")
@@ -36,6 +38,7 @@ def test_grid_has_one_row_per_shown_class(tmp_path):
         assert img.format == "PNG" and img.height > img.width * 0.9  # 10 rows of 8
 
 
+@pytest.mark.slow
 def test_cli_data_info_by_name_writes_the_grid(tmp_path, capsys):
     grid = tmp_path / "g.png"
     assert main(["data", "info", "digits", "-o", str(grid), "data.val_split=100"]) == 0
@@ -64,6 +67,7 @@ def test_cli_data_info_recognises_a_folder_path(tmp_path, capsys):
     assert grid.is_file()
 
 
+@pytest.mark.slow
 def test_cli_data_info_says_first_where_the_data_was_read(tmp_path, capsys):
     assert main(["data", "info", "digits", "-o", str(tmp_path / "g.png")]) == 0
     first = capsys.readouterr().out.splitlines()[0]

@@ -54,6 +54,7 @@ def test_torchvision_detection_models_are_not_classifiers():
         build("torchvision:fasterrcnn_resnet50_fpn")
 
 
+@pytest.mark.slow
 def test_torchvision_model_that_cannot_take_the_image_size_fails_at_build():
     with pytest.raises(ConfigError, match=r"'torchvision:vit_b_16': cannot take 3×32×32 images"):
         build("torchvision:vit_b_16", channels=3)

@@ -64,6 +64,7 @@ def files_under(path: Path) -> list[Path]:
     return [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
 
 
+@pytest.mark.slow
 def test_torchvision_weights_load_from_torch_hub_cache(tmp_path):
     path = cache_location("torchvision:resnet18")
     assert path == tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
@@ -94,6 +95,7 @@ def test_torchvision_failed_download_names_the_cache_path_and_leaves_nothing(mon
     assert files_under(path.parent) == []
 
 
+@pytest.mark.slow
 def test_torchvision_absent_weights_are_downloaded(monkeypatch):
     state = random_state("resnet18")
     calls = []
@@ -110,6 +112,7 @@ def test_torchvision_absent_weights_are_downloaded(monkeypatch):
     assert len(calls) == 1
 
 
+@pytest.mark.slow
 def test_real_download_writes_the_file_whole(tmp_path):
     """torch.hub's downloader over a file:// url: the real code path, no network."""
     source = tmp_path / "served.pth"
@@ -143,6 +146,7 @@ def test_torchvision_torn_cache_file_is_named():
         load_pretrained("torchvision:resnet18")
 
 
+@pytest.mark.slow
 def test_torchvision_googlenet_untrained_matches_the_pretrained_architecture():
     import torchvision
 
@@ -205,6 +209,7 @@ def fake_hub_snapshot(cache: Path, name: str) -> dict[str, torch.Tensor]:
     return state
 
 
+@pytest.mark.slow
 def test_timm_weights_load_from_the_hub_cache_offline(hf_cache):
     state = fake_hub_snapshot(hf_cache, TIMM_NAME)
     assert cache_location(f"timm:{TIMM_NAME}") == hf_cache / f"models--timm--{TIMM_NAME}"

@@ -56,6 +56,7 @@ def test_registry_has_the_built_in_models():
     assert {"cnn", "mlp"} <= set(ALL_MODELS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels,size", SHAPES, ids=lambda v: str(v))
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_forward_gives_finite_logits_per_class(name, channels, size):

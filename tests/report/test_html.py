@@ -67,6 +67,7 @@ def best_acc_text(run) -> str:
     return f"{summary['best_val_acc']:.2%} (epoch {summary['best_epoch']})"
 
 
+@pytest.mark.slow
 def test_one_run_page_has_numbers_charts_config_and_model(sweep):
     _, real, _ = sweep
     out = write_report([real])
@@ -98,6 +99,7 @@ def test_user_text_is_escaped(run_copy):
     assert "&lt;i&gt;x&lt;/i&gt;" in page and "no findings" not in page
 
 
+@pytest.mark.slow
 def test_several_runs_get_a_comparison_table(sweep, tmp_path, tables):
     _, real, other = sweep
     out = write_report([real, other], tmp_path / "cmp.html")
@@ -120,6 +122,7 @@ def test_several_runs_get_a_comparison_table(sweep, tmp_path, tables):
     assert compared.column("run") == [real.name, other.name]
 
 
+@pytest.mark.slow
 def test_best_is_highlighted_within_each_dataset(sweep, tmp_path, tables):
     _, real, other = sweep
     runs = [copy_run(real, tmp_path / name) for name in ("d1", "d2", "f1", "f2", "c1")]
@@ -142,6 +145,7 @@ def test_best_is_highlighted_within_each_dataset(sweep, tmp_path, tables):
     assert "among the runs on the same dataset (data.name)" in page
 
 
+@pytest.mark.slow
 def test_a_sweep_folder_lists_its_runs(sweep, tmp_path, monkeypatch):
     root, real, other = sweep
     monkeypatch.chdir(tmp_path)
@@ -153,6 +157,7 @@ def test_a_sweep_folder_lists_its_runs(sweep, tmp_path, monkeypatch):
     assert write_report([root, real], tmp_path / "b.html").read_text().count("<details") == 2
 
 
+@pytest.mark.slow
 def test_confusion_and_robustness_files_become_tables(run_copy, tables):
     (run_copy / "confusion.csv").write_text("true\\pred,cat,dog\ncat,9,1\ndog,2,8\n")
     (run_copy / "robustness.csv").write_text(
@@ -170,6 +175,7 @@ def test_confusion_and_robustness_files_become_tables(run_copy, tables):
     assert robustness.rows[0][1] == ["corruption", "1", "2", "mean"]
 
 
+@pytest.mark.slow
 def test_every_confusion_and_robustness_output_is_shown_by_what_made_it(run_copy):
     """eval and robustness name their outputs by split and subset (confusion-test.csv,
     robustness-noise.csv); the report shows each, next to today's names."""
@@ -265,6 +271,7 @@ def page_errors(stderr: str, page) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_the_error_check_sees_console_errors(tmp_path):
     bad = tmp_path / "bad.html"
     bad.write_text("<!DOCTYPE html><body><script>console.error('x'); nope();</script></body>")
@@ -272,6 +279,7 @@ def test_the_error_check_sees_console_errors(tmp_path):
     assert any("Uncaught ReferenceError" in line for line in errors), "check is blind"
 
 
+@pytest.mark.slow
 def test_page_renders_in_chromium(sweep, tmp_path):
     _, real, other = sweep
     page = write_report([real, other], tmp_path / "report.html")
@@ -294,6 +302,7 @@ def test_page_renders_in_chromium(sweep, tmp_path):
     assert text.count('src="data:image/png;base64,') == 8
 
 
+@pytest.mark.slow
 def test_a_wide_comparison_fits_1200_px_and_scrolls_in_its_own_box(sweep, tmp_path):
     """Many differing keys with long values: the page stays 1,200 px wide (the table scrolls
     inside its box, long cells are cut with the whole value on hover)."""

@@ -41,6 +41,7 @@ def _closed_port() -> int:
         "no-spec-file",
     ],
 )
+@pytest.mark.slow
 def test_wrong_places_are_one_line_and_exit_2(tmp_path, capsys, argv, says):
     port = _closed_port()
     argv = [a.format(tmp=tmp_path, port=port) for a in argv]

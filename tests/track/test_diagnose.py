@@ -387,6 +387,7 @@ def run_digits(tmp_path, *overrides: str) -> tuple[list[dict], str]:
     return [json.loads(line) for line in lines], result.status
 
 
+@pytest.mark.slow
 def test_a_default_digits_run_is_healthy(tmp_path):
     rows, status = run_digits(tmp_path)
     found = diagnose(rows, status=status, num_classes=10)
@@ -394,6 +395,7 @@ def test_a_default_digits_run_is_healthy(tmp_path):
     assert not bad & set(kinds(found)), found
 
 
+@pytest.mark.slow
 def test_a_tiny_sgd_lr_on_digits_underfits(tmp_path):
     rows, status = run_digits(tmp_path, "optim.name=sgd", "optim.lr=1e-5")
     found = diagnose(rows, status=status, num_classes=10)

@@ -210,6 +210,7 @@ def test_sweep_folders_one_level_deeper_and_unreadable_runs(root):
     assert "empty" not in rows
 
 
+@pytest.mark.slow
 def test_thousand_runs_list_fast_once_cached(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     one = make_run(root, "20260101-000000-r0000")

@@ -7,6 +7,7 @@ from cnnlab.training import device as device_module
 from cnnlab.training.device import keep_freed_memory, resolve_device
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_glibc_keeps_freed_blocks_and_cpu_tensors_still_work():
     assert keep_freed_memory() is True
@@ -51,6 +52,7 @@ def test_precision_auto_is_bf16_only_where_the_device_multiplies_it_natively(mon
     assert dev.resolve_precision("auto", cpu) == "bf16"
 
 
+@pytest.mark.slow
 def test_a_run_with_precision_auto_says_what_ran(quick, monkeypatch):
     from cnnlab.config.schema import TrainConfig
     from cnnlab.training import device as dev

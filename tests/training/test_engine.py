@@ -19,6 +19,7 @@ def epochs(result) -> list[dict]:
     return [json.loads(x) for x in (result.path / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_rollback_restores_the_last_checkpoint_and_halves_the_lr_until_training_holds(quick):
     result = train(
         quick(
@@ -107,6 +108,7 @@ def test_uneven_accumulation_steps_on_the_short_last_group(quick):
     assert result.status == "completed" and result.summary["steps"] == 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_trains_on_cpu(quick, precision):
     result = train(quick(f"train.precision={precision}", "train.epochs=2"))
@@ -116,6 +118,7 @@ def test_reduced_precision_trains_on_cpu(quick, precision):
 @pytest.mark.skipif(
     shutil.which("gcc") is None and shutil.which("cc") is None, reason="no C compiler"
 )
+@pytest.mark.slow
 def test_compiled_model_trains_and_saves_plain_weights(quick):
     result = train(quick("train.compile=true", "train.epochs=1", "model.name=mlp"))
     assert result.status == "completed"
@@ -123,6 +126,7 @@ def test_compiled_model_trains_and_saves_plain_weights(quick):
     assert not any(k.startswith("_orig_mod") for k in weights)  # loadable without compile
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SCHEDULES.names())
 def test_every_schedule_trains_and_logs_its_lr(quick, name):
     result = train(
@@ -186,6 +190,7 @@ def test_training_steps_read_from_the_device_only_at_logging_points(quick, monke
     assert reads["n"] == 3 + 2
 
 
+@pytest.mark.slow
 def test_the_diagnosis_of_a_run_lands_in_its_summary(quick):
     result = train(quick("optim.name=sgd", "optim.lr=1e-5", "train.epochs=4"))
     kinds = [f["kind"] for f in result.summary["diagnosis"]]

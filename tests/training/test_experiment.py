@@ -49,6 +49,7 @@ def finished(tmp_path_factory):
     return config, train(config)
 
 
+@pytest.mark.slow
 def test_run_directory_holds_every_contract_file(finished):
     _, result = finished
     path = result.path
@@ -124,6 +125,7 @@ def test_model_txt_and_log_txt(finished):
     assert sum(line.startswith("epoch") for line in log) == 3
 
 
+@pytest.mark.slow
 def test_rerunning_the_written_config_reproduces_the_metrics(finished):
     _, first = finished
     second = train(load_config([first.path / "config.yaml"]))
@@ -148,6 +150,7 @@ def test_divergence_stops_with_a_diagnosis(quick):
     assert json.loads((result.path / "summary.json").read_text())["status"] == "diverged"
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_the_run(quick):
     # train_loss falls every epoch, so with mode=max no epoch after the first "improves".
     result = train(
@@ -162,6 +165,7 @@ def test_early_stopping_ends_the_run(quick):
     assert result.summary["epochs_run"] == 3 and result.summary["best_epoch"] == 1
 
 
+@pytest.mark.slow
 def test_test_split_is_scored_with_the_best_weights(quick):
     result = train(quick("data.name=digits-with-test", "train.epochs=3"))
     assert result.summary["test_acc"] is not None and result.summary["test_acc"] > 0.5
@@ -200,6 +204,7 @@ def test_bad_names_fail_before_any_run_directory_exists(quick, tmp_path, overrid
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_options_that_change_numerics_still_train(quick):
     result = train(
         quick(
@@ -217,6 +222,7 @@ def test_options_that_change_numerics_still_train(quick):
     assert torch.isfinite(torch.tensor(result.summary["best_val_acc"]))
 
 
+@pytest.mark.slow
 def test_a_set_over_max_resident_mb_streams_and_still_trains(quick):
     result = train(quick("data.max_resident_mb=0.05", "data.num_workers=1", "train.epochs=3"))
     assert result.summary["loader"] == "StreamLoader"
@@ -272,6 +278,7 @@ def test_arrays_with_their_own_test_split_report_test_acc(quick, tmp_path):
     assert result.summary["test_acc"] is not None and result.summary["test_acc"] > 0.6
 
 
+@pytest.mark.slow
 def test_mixing_augmentations_and_tta_train_end_to_end(quick):
     result = train(
         quick(
@@ -286,6 +293,7 @@ def test_mixing_augmentations_and_tta_train_end_to_end(quick):
     assert all(0 <= r["train_acc"] <= 1 for r in rows)
 
 
+@pytest.mark.slow
 def test_tta_changes_what_evaluation_reports(quick):
     plain = train(quick("train.epochs=2"))
     tta = train(quick("train.epochs=2", "augment.tta=[flip]"))

@@ -72,6 +72,7 @@ def stop_after(monkeypatch, calls: int) -> None:
     monkeypatch.setattr(Stopper, "reason", reason)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("calls", [1, 44, 45, 100])  # 44 steps per epoch: in it and at its end
 def test_stopped_in_process_and_resumed_matches_the_unbroken_run(
     quick, monkeypatch, unbroken, calls
@@ -130,6 +131,7 @@ def unbroken_six(tmp_path_factory) -> Path:
     return next(root.iterdir())
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_the_unbroken_run(tmp_path, unbroken_six):
     proc = subprocess.Popen(
         _train_command(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV
@@ -146,6 +148,7 @@ def test_sigkill_mid_epoch_then_resume_matches_the_unbroken_run(tmp_path, unbrok
     assert metrics(run) == metrics(unbroken_six)  # lines logged after the checkpoint are redone
 
 
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_mid_epoch_exits_130_and_resumes_exactly(tmp_path, unbroken_six):
     proc = subprocess.Popen(
         _train_command(tmp_path),
@@ -166,6 +169,7 @@ def test_ctrl_c_checkpoints_mid_epoch_exits_130_and_resumes_exactly(tmp_path, un
     assert_bit_identical(final_weights(run), final_weights(unbroken_six))
 
 
+@pytest.mark.slow
 def test_time_limit_stops_resumably(quick):
     result = experiment.train(quick("train.max_minutes=0.00001"))
     assert result.status == "time_limit" and result.summary["steps"] == 1
@@ -175,6 +179,7 @@ def test_time_limit_stops_resumably(quick):
     assert resume(result.path, ["train.max_minutes=null"]).status == "completed"
 
 
+@pytest.mark.slow
 def test_resume_can_extend_a_finished_run(quick):
     first = experiment.train(quick("train.epochs=1"))
     with pytest.raises(ConfigError, match=r"completed after 1 epochs; .*train.epochs=11"):

@@ -51,6 +51,7 @@ def source_weights(run: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in weights.items() if not k.startswith("8.3.")}
 
 
+@pytest.mark.slow
 def test_frozen_backbone_trains_the_head_on_cached_features(tmp_path, source):
     result = transfer(tmp_path, source)
     assert result.status == "completed"
@@ -105,6 +106,7 @@ def test_unfreeze_after_keeps_the_backbone_fixed_until_then(tmp_path, source, mo
     assert lrs == {0.1, 1.0}  # transfer.backbone_lr_mult for the backbone, 1 for the head
 
 
+@pytest.mark.slow
 def test_unfreezing_run_stopped_mid_epoch_resumes_exactly(tmp_path, source, monkeypatch):
     from cnnlab.training.resume import resume
     from cnnlab.training.stop import Stopper
@@ -201,6 +203,7 @@ def test_summary_shows_the_backbone_rows_to_cut_at(source, capsys):
     assert "transfer net on digits: 5 classes" in out
 
 
+@pytest.mark.slow
 def test_eval_command_reads_a_transfer_run(tmp_path, source, capsys):
     result = transfer(tmp_path, source)
     assert main(["eval", str(result.path)]) == 0
@@ -208,6 +211,7 @@ def test_eval_command_reads_a_transfer_run(tmp_path, source, capsys):
     assert report["accuracy"] == pytest.approx(result.summary["best_val_acc"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_on_real_digits_pretrained_beats_random_and_fine_tuning_beats_frozen(tmp_path):
     """Digits 0-4 -> 5-9, every target run with the same head, optimizer and epochs. Measured
     (seeds 0, 1, 2): frozen pretrained 57.5/57.0/65.4%, frozen random 37.4/20.1/20.1%,
@@ -231,6 +235,7 @@ def test_on_real_digits_pretrained_beats_random_and_fine_tuning_beats_frozen(tmp
     assert tuned > pretrained + 0.1
 
 
+@pytest.mark.slow
 def test_torchvision_backbone_from_the_local_cache_end_to_end(tmp_path, monkeypatch, capsys):
     """Gray 8x8 digits into an ImageNet resnet18 whose weights sit in the torch hub cache (a
     randomly initialised stand-in in the real file format): channels repeated, ImageNet
