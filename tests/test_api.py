@@ -1,5 +1,7 @@
 """The public API a user's script sees: cnnlab.training / load_config / load_run."""
 
+import pytest
+
 import cnnlab
 
 
@@ -22,6 +24,7 @@ def test_importing_cnnlab_does_not_import_torch():
     assert out.strip() == "False"
 
 
+@pytest.mark.slow
 def test_resume_is_public(tmp_path):
     import cnnlab
 

@@ -183,6 +183,7 @@ def test_runs_errors_are_one_line_exit_2(tmp_path):
     assert "not a run directory" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_report_writes_one_page_and_prints_its_path(tmp_path, capsys):
     assert main(["train", "train.epochs=1", "model.width=8", f"run.dir={tmp_path}"]) == 0
     run = next(tmp_path.iterdir())

@@ -95,6 +95,7 @@ def test_suggest_gives_none_with_too_few_points():
     assert suggest(lrs, [math.nan] * 50) is None
 
 
+@pytest.mark.slow
 def test_write_json_and_a_non_blank_png(blown, tmp_path):
     json_path, png_path = write(blown, tmp_path / "out")
     assert json_path == tmp_path / "out" / "lr_find.json" and png_path.name == "lr_find.png"

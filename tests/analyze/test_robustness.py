@@ -187,6 +187,7 @@ def test_unknown_precision_is_a_one_line_error(trained):
         rb.suite_precision(trained, "fp33")
 
 
+@pytest.mark.slow
 def test_bf16_suite_is_close_to_fp32_and_says_so(trained, monkeypatch):
     """bf16 autocast rounds activations: a few predictions near the boundary flip, no more."""
     seen = []
@@ -208,6 +209,7 @@ def test_cli_precision(run_dir, capsys):
     assert "(cpu, fp32)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_subset_never_overwrites_the_whole_suite(trained, tmp_path):
     whole = rb.write(rb.robustness(trained, limit=32), tmp_path)
     before = whole["csv"].read_bytes()

@@ -82,6 +82,7 @@ def test_filters_png_is_not_blank(trained, tmp_path):
     assert not_blank(path)
 
 
+@pytest.mark.slow
 def test_activations_and_unknown_layers(trained, tmp_path):
     name = viz.convs(trained.model)[0][0]
     out = viz.activations(

@@ -297,6 +297,7 @@ def test_a_server_that_does_not_answer_is_one_line_and_no_run(tmp_path, capsys):
     assert err.count("\n") == 1 and not runs.exists()
 
 
+@pytest.mark.slow
 def test_a_uri_mlflow_cannot_use_is_a_config_error(tmp_path):
     (tmp_path / "file").write_text("")
     for uri, why in (

@@ -36,6 +36,7 @@ def test_callbacks_see_the_run_start_every_epoch_and_its_end(quick):
     ]
 
 
+@pytest.mark.slow
 def test_a_callback_prunes_the_run_after_an_epoch_with_its_checkpoint(quick):
     result = train(quick("train.epochs=4"), quiet=True, callbacks=[Recording(prune_after=2)])
     assert result.status == "pruned"

@@ -55,6 +55,7 @@ def test_rollbacks_used_up_end_the_run_diverged(quick):
     assert kinds == ["rollback", "rollback", "diverged"]
 
 
+@pytest.mark.slow
 def test_ema_weights_are_what_evaluation_and_best_checkpoint_use(quick):
     result = train(quick("train.ema=0.9", "train.epochs=2"))
     saved = load_state(result.path / "checkpoints" / "last.ckpt")
@@ -148,6 +149,7 @@ def test_every_schedule_trains_and_logs_its_lr(quick, name):
         assert lrs[-1] < lrs[0] or name == "onecycle", lrs  # every decaying schedule decays
 
 
+@pytest.mark.slow
 def test_early_stopping_watches_any_logged_metric(quick):
     result = train(
         quick(

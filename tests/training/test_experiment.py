@@ -171,6 +171,7 @@ def test_test_split_is_scored_with_the_best_weights(quick):
     assert result.summary["test_acc"] is not None and result.summary["test_acc"] > 0.5
 
 
+@pytest.mark.slow
 def test_ctrl_c_marks_the_run_interrupted_and_keeps_the_last_checkpoint(quick, monkeypatch):
     original = RunDir.log_epoch
 
@@ -259,6 +260,7 @@ def test_on_bad_file_error_stops_before_a_run_directory_exists(quick, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_arrays_with_their_own_test_split_report_test_acc(quick, tmp_path):
     import numpy as np
 

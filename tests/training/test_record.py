@@ -1,10 +1,13 @@
 """What a run tells its user as it starts: the faster recipe when a CPU run will take long."""
 
+import pytest
+
 from cnnlab.config import load_config
 from cnnlab.training import record
 from cnnlab.training.experiment import train
 
 
+@pytest.mark.slow
 def test_a_long_cpu_run_names_the_cpu_recipe_once(quick, monkeypatch):
     monkeypatch.setattr(record, "LONG_ON_CPU_S", 0.0)  # every run is "long"
     result = train(quick("train.epochs=2"), quiet=True)
@@ -13,6 +16,7 @@ def test_a_long_cpu_run_names_the_cpu_recipe_once(quick, monkeypatch):
     assert "this run will train for about" in log
 
 
+@pytest.mark.slow
 def test_no_hint_for_short_runs_or_the_cpu_recipe_itself(quick, tmp_path, monkeypatch):
     short = train(quick("train.epochs=1"), quiet=True)  # seconds, far under the threshold
     assert "recipe=cpu-fast" not in (short.path / "log.txt").read_text()

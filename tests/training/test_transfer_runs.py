@@ -293,6 +293,7 @@ def test_features_too_large_for_memory_are_not_cached(tmp_path, source):
     assert "feature_seconds" not in result.summary and result.status == "completed"
 
 
+@pytest.mark.slow
 def test_runs_list_names_the_backbone(tmp_path, source, capsys):
     transfer(tmp_path, source)
     capsys.readouterr()
