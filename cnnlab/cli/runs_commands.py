@@ -30,8 +30,7 @@ LIST_HEADERS = (
 )
 LIST_RIGHT = frozenset({6, 7, 8, 9})  # right-justified columns: the numbers
 COLOURS = {"completed": "green", "running": "yellow", "diverged": "red", "failed": "red"}
-COLOURS |= {"killed": "red", "unreadable": "red"}
-_MISSING = object()
+COLOURS |= {"killed": "red", "unreadable": "red", "pruned": "blue"}
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -98,8 +97,9 @@ def _list_cells(runs: list) -> list[str]:
     scalars, config = first.scalars, first.flat_config
 
     def value(key: str):  # Run.get without its aliases: this runs 10,000 times a listing
-        found = scalars.get(key, _MISSING)
-        return config.get(key) if found is _MISSING else found
+        # config keys are dotted, summary keys never: asking the other one for a key it lacks
+        # would read a killed run's whole config from the index, every listing
+        return config.get(key) if "." in key else scalars.get(key)
 
     epochs = _spread([r.get("epochs_run") for r in runs]) if len(runs) > 1 else None
     epochs = epochs or _cell(value("epochs_run"))
