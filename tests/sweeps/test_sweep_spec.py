@@ -4,6 +4,8 @@ the key, nothing written."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cnnlab.cli import main
@@ -140,3 +142,10 @@ def test_yaml_floats_without_a_dot_are_numbers(tmp_path):
     )
     plan = load_spec(path)
     assert plan.spec.space["optim.lr"].choices == [0.001, 0.01]
+
+
+@pytest.mark.parametrize(
+    "example", sorted((Path(__file__).parents[2] / "examples").glob("sweep-*.yaml")), ids=str
+)
+def test_the_shipped_example_specs_pass_the_checks(example):
+    load_spec(example)  # README's worked sweep must stay runnable as written
