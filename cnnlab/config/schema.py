@@ -97,7 +97,9 @@ def _plain(value: Any) -> str | None:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # defer_build: a section's validator is built when first used, not at import; commands that
+    # never validate a config (runs list) start ~40 ms sooner.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
     @field_validator("*", mode="after")
     @classmethod
