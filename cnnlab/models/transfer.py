@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.checkpoint import load_state, load_weights, weights_about
+from cnnlab.checkpoint import check_shape, load_into, load_state, load_weights, weights_about
 from cnnlab.config import Config, load_config
 from cnnlab.config.load import read_yaml_file
 from cnnlab.config.schema import TransferConfig
@@ -299,7 +299,17 @@ def load_backbone(spec: str, weights: bool = True) -> Backbone:
     try:
         return _cnnlab_backbone(spec, path, weights)
     except CheckpointError as e:
-        raise ConfigError(f"{KEY} = {spec!r}: {e}") from None
+        raise ConfigError(f"{KEY} = {spec!r}: {str(e).removeprefix(f'{path}: ')}") from None
+
+
+# What _Trained reads from a data record (checkpoint.check_shape): a damaged one is one line.
+RECORD_SHAPE = {
+    "classes": list,
+    "channels": int,
+    "image_size": list[int],
+    "mean": list[float],
+    "std": list[float],
+}
 
 
 @dataclass(frozen=True)
@@ -335,7 +345,7 @@ def _cnnlab_backbone(spec: str, path: Path, weights: bool) -> Backbone:
     from cnnlab.models import build  # the package's builder; imported here, as it imports this
 
     if path.suffix == ".ckpt":
-        state = load_state(path)
+        state = load_state(path, {"config": dict, "model": dict})
         about, tensors = {"config": state["config"], "data": state.get("data")}, state["model"]
     else:
         about, tensors = weights_about(path), load_weights(path) if weights else None
@@ -353,16 +363,15 @@ def _cnnlab_backbone(spec: str, path: Path, weights: bool) -> Backbone:
             f'{KEY} = {spec!r}: its run records no data shape (summary.json has no "data":'
             " made by a cnnlab before transfer learning); train it again to reuse it"
         )
+    check_shape(record, RECORD_SHAPE, path, "data.")
     trained = _Trained(record)
-    net = build(load_config(base=config_dict), trained, weights=False)
+    try:
+        config = load_config(base=config_dict)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its config: {e}") from None
+    net = build(config, trained, weights=False)
     if tensors is not None:
-        try:
-            net.load_state_dict(tensors)
-        except RuntimeError as e:
-            raise ConfigError(
-                f"{KEY} = {spec!r}: its weights do not fit the model its config builds"
-                f" ({str(e).splitlines()[0]})"
-            ) from None
+        load_into(net, tensors, path)
     return Backbone(spec, net, trained.mean, trained.std, trained.channels, trained.image_size)
 
 

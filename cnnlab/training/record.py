@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cnnlab import models
 from cnnlab.checkpoint import (
+    first_line,
+    load_into,
     load_state,
     load_weights,
     rng_state,
@@ -25,6 +28,7 @@ from cnnlab.checkpoint import (
 from cnnlab.config import Config, dump_yaml
 from cnnlab.config.names import backbone_label
 from cnnlab.data.info import source_line
+from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.track.console import RunConsole
 from cnnlab.track.diagnose import diagnose
 from cnnlab.track.rundir import RunDir
@@ -99,8 +103,9 @@ class Recorder:
 
     def restore(self, state: FitState) -> None:
         """Back to last.ckpt (the divergence guard's rollback)."""
-        saved = load_state(self.run.checkpoints / "last.ckpt")
-        load_resume_state(self.parts, saved)
+        last = self.run.checkpoints / "last.ckpt"
+        saved = load_state(last, RESUME_SHAPE)
+        load_resume_state(self.parts, saved, last)
         state.load(saved["fit"])
         self.run.rewrite_metrics(state.history)
 
@@ -170,7 +175,7 @@ class Recorder:
         best = self.run.checkpoints / "best.safetensors"
         if test is None or not best.exists():
             return None
-        setup.parts.eval_model.load_state_dict(load_weights(best))
+        load_into(setup.parts.eval_model, load_weights(best), best)
         return setup.parts.evaluate(setup.test_loader(test)).accuracy
 
 
@@ -202,16 +207,52 @@ def resume_state(config: Config, setup: Setup, state: FitState) -> dict[str, Any
     }
 
 
-def load_resume_state(parts: TrainParts, saved: dict[str, Any]) -> None:
-    """Put everything resume_state() saved back into freshly built parts."""
-    parts.model.load_state_dict(saved["model"])
-    parts.optimizer.load_state_dict(saved["optimizer"])
-    parts.scheduler.load_state_dict(saved["scheduler"])
-    parts.scaler.load_state_dict(saved["scaler"])
+# What load_resume_state reads from last.ckpt (checkpoint.check_shape): a file of another shape
+# is a one-line CheckpointError before any of it is loaded. "fit" is FitState's own.
+RESUME_SHAPE = {
+    "config": dict,
+    "fit": dict,
+    "model": dict[str, torch.Tensor],
+    "optimizer": {"state": dict, "param_groups": list[dict]},
+    "scheduler": dict,
+    "scaler": dict,
+    "ema": dict[str, torch.Tensor] | None,
+    "train_loader": {"generator": torch.Tensor},
+    "rng": {"torch": torch.Tensor, "python": tuple, "numpy": tuple},
+}
+
+
+def load_resume_state(parts: TrainParts, saved: dict[str, Any], path: Path) -> None:
+    """Put everything resume_state() saved (read from `path`) back into freshly built parts;
+    a part that does not take its saved state is a CheckpointError naming it."""
+    load_into(parts.model, saved["model"], path)
     if parts.ema is not None:
-        parts.ema.load_state_dict(saved["ema"])
-    parts.train_loader.load_state_dict(saved["train_loader"])
-    set_rng_state(saved["rng"])
+        if saved["ema"] is None:
+            raise CheckpointError(f"{path}: damaged state (ema is null, but the run has train.ema)")
+        load_into(parts.ema.module, saved["ema"], path)
+    for name, load in (
+        ("optimizer", parts.optimizer.load_state_dict),
+        ("scheduler", parts.scheduler.load_state_dict),
+        ("scaler", parts.scaler.load_state_dict),
+        ("train_loader", parts.train_loader.load_state_dict),
+        ("rng", set_rng_state),
+    ):
+        try:
+            load(saved[name])
+        except (
+            CnnlabError,
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            AttributeError,
+            RuntimeError,
+        ) as e:
+            # torch's loaders (and cnnlab's schedules) check their own state and raise any of
+            # these on a foreign one
+            raise CheckpointError(
+                f"{path}: damaged state ({name} does not fit this run: {first_line(e)})"
+            ) from None
 
 
 def make_summary(
