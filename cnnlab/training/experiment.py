@@ -23,6 +23,7 @@ from cnnlab.track.console import RunConsole
 from cnnlab.track.rundir import RunDir
 from cnnlab.training import finetune, optim, schedule
 from cnnlab.training.device import (
+    check_fits,
     kernel_mode,
     resolve_device,
     resolve_precision,
@@ -82,6 +83,7 @@ def build(config: Config, device: torch.device) -> Setup:
             raise ConfigError(f"{key} = {metric!r}: expected one of {', '.join(EPOCH_METRICS)}")
     bundle = data.build(config.data)
     info = bundle.info
+    check_fits(config, info, device)  # before the network or anything else is allocated
     # train.precision as it runs on `device` (auto resolved); config.yaml keeps what was asked
     cfg = config.train.model_copy(
         update={"precision": resolve_precision(config.train.precision, device)}
