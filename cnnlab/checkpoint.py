@@ -15,7 +15,9 @@ multi-line size-mismatch message.
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from cnnlab.atomic import atomic_path
@@ -40,11 +42,16 @@ MAX_DEPTH = 64
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     with atomic_path(path) as tmp:
         # safetensors refuses views that share storage; a contiguous copy of each is cheap here.
-        save_file(
-            {k: t.detach().cpu().contiguous().clone() for k, t in tensors.items()},
-            str(tmp),
-            metadata=metadata,
-        )
+        tensors = {k: t.detach().cpu().contiguous().clone() for k, t in tensors.items()}
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as e:
+            # Its I/O errors arrive as text ("... No space left on device (os error 28)"): an
+            # OSError again, so that a full disk is told apart from a bug.
+            code = re.search(r"os error (\d+)", str(e))
+            if code is None:
+                raise
+            raise OSError(int(code[1]), os.strerror(int(code[1])), str(tmp)) from None
 
 
 def save_weights(model: torch.nn.Module, path: Path, about: dict[str, Any] | None = None) -> None:

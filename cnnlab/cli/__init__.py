@@ -5,6 +5,7 @@ Exit codes: 0 success (completed or early-stopped), 2 user error (one line, no t
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Sequence
 
@@ -13,6 +14,13 @@ from cnnlab.cli.parser import build_parser
 from cnnlab.errors import CnnlabError
 
 __all__ = ["main"]
+
+# OSErrors that say where the user asked cnnlab to write cannot take it (a full or read-only
+# disk, a file-size limit, no permission, a name too long): the user's to fix, so one line.
+STORAGE_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+    | {errno.ENAMETOOLONG}
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,6 +39,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(f"cnnlab: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as e:
+        if debug or e.errno not in STORAGE_ERRORS:
+            raise
+        why = e.strerror or str(e)
+        if e.filename is None:
+            message = f"cannot write ({why})"
+        elif e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+            message = f"cannot write {e.filename} ({why})"
+        else:
+            message = f"{e.filename}: {why}"
+        print(f"cnnlab: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         if debug:

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cnnlab.atomic import write_text_atomic
+from cnnlab.atomic import remove_stale_temps, write_text_atomic
 from cnnlab.config.names import run_stamp
 from cnnlab.errors import ConfigError
 
@@ -168,6 +168,8 @@ class RunDir:
             raise ConfigError(f"{self.path}: cannot write its {LOCK_NAME} ({e.strerror})") from None
         # Released by close(), or when this object is garbage-collected without one.
         self._lock = weakref.finalize(self, _release, fd)
+        # The one writer now: temporaries a killed writer left behind are nobody's.
+        remove_stale_temps(self.path, self.checkpoints)
 
     def close(self) -> None:
         if self._csv_file is not None:
