@@ -18,6 +18,7 @@ import json
 import os
 import random
 import re
+import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -209,12 +210,19 @@ def first_line(e: BaseException) -> str:
 def _read(path: Path, tensors: bool = True) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """(header metadata, tensors or {}) of a safetensors file, or a CheckpointError naming it."""
     try:
+        # A FIFO would block the open and /dev/zero never end: only regular files are read.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise CheckpointError(f"{path}: not a regular file, so not a checkpoint")
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys() if tensors}
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
+    except CheckpointError:
+        raise
     except Exception as e:  # safetensors raises its own error types for torn or foreign files
-        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+        raise CheckpointError(
+            f"{path}: not a readable safetensors checkpoint ({first_line(e)})"
+        ) from None
 
 
 def _flatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:

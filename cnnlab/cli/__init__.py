@@ -16,10 +16,11 @@ from cnnlab.errors import CnnlabError
 __all__ = ["main"]
 
 # OSErrors that say where the user asked cnnlab to write cannot take it (a full or read-only
-# disk, a file-size limit, no permission, a name too long): the user's to fix, so one line.
+# disk, a file-size limit, no permission, a name too long, a folder where a file goes): the
+# user's to fix, so one line.
 STORAGE_ERRORS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
-    | {errno.ENAMETOOLONG}
+    | {errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR}
 )
 
 

@@ -299,7 +299,9 @@ def load_backbone(spec: str, weights: bool = True) -> Backbone:
     try:
         return _cnnlab_backbone(spec, path, weights)
     except CheckpointError as e:
-        raise ConfigError(f"{KEY} = {spec!r}: {str(e).removeprefix(f'{path}: ')}") from None
+        # the file's path once: as the value given, or (a run directory given) in the message
+        named = str(e).removeprefix(f"{path}: ") if Path(spec).expanduser() == path else e
+        raise ConfigError(f"{KEY} = {spec!r}: {named}") from None
 
 
 # What _Trained reads from a data record (checkpoint.check_shape): a damaged one is one line.

@@ -230,6 +230,7 @@ def load_resume_state(parts: TrainParts, saved: dict[str, Any], path: Path) -> N
         if saved["ema"] is None:
             raise CheckpointError(f"{path}: damaged state (ema is null, but the run has train.ema)")
         load_into(parts.ema.module, saved["ema"], path)
+    _check_optimizer_state(parts.optimizer, saved["optimizer"], path)
     for name, load in (
         ("optimizer", parts.optimizer.load_state_dict),
         ("scheduler", parts.scheduler.load_state_dict),
@@ -247,12 +248,74 @@ def load_resume_state(parts: TrainParts, saved: dict[str, Any], path: Path) -> N
             IndexError,
             AttributeError,
             RuntimeError,
+            OverflowError,
         ) as e:
             # torch's loaders (and cnnlab's schedules) check their own state and raise any of
             # these on a foreign one
             raise CheckpointError(
                 f"{path}: damaged state ({name} does not fit this run: {first_line(e)})"
             ) from None
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict, path: Path) -> None:
+    """torch's load_state_dict checks the parameter groups, not the per-parameter state, which
+    would fail at the first step: each entry must belong to a parameter, and its tensors (the
+    moments, the momentum buffer) must have that parameter's shape and a float dtype."""
+    params: dict[Any, torch.Tensor] = {}
+    pairs = zip(saved["param_groups"], optimizer.param_groups, strict=False)  # torch checks
+    for g, (group, mine) in enumerate(pairs):
+        ids = group.get("params")
+        if isinstance(ids, list) and len(ids) == len(mine["params"]):
+            params.update((i, p) for i, p in zip(ids, mine["params"], strict=True) if _key(i))
+        for name, fresh in mine.items():  # lr, betas, ...: what a fresh optimizer holds
+            if name != "params" and not _same_kind(group.get(name, fresh), fresh):
+                raise CheckpointError(
+                    f"{path}: damaged state (optimizer.param_groups.{g}.{name} is"
+                    f" {str(group.get(name))[:40]}, where this optimizer has {fresh!r})"
+                )
+    for key, entry in saved["state"].items():
+        where = f"optimizer.state.{str(key)[:20]}"
+        param = params.get(key) if _key(key) else None
+        if param is None or not isinstance(entry, dict):
+            raise CheckpointError(f"{path}: damaged state ({where} is no parameter's state)")
+        for name, value in entry.items():
+            if (
+                name == "step"
+                and _same_kind(value, 0.0)
+                or (name, value) == ("momentum_buffer", None)
+            ):
+                continue  # the step count (a number or a 0-d tensor); SGD without momentum
+            fits = isinstance(value, torch.Tensor) and value.is_floating_point()
+            if not fits or (value.dim() > 0 and value.shape != param.shape):
+                raise CheckpointError(
+                    f"{path}: damaged state ({where}.{str(name)[:40]} does not fit its parameter"
+                    f" of shape {list(param.shape)})"
+                )
+
+
+def _same_kind(value: Any, like: Any) -> bool:
+    """A number for a number (a 0-d tensor too), a flag for a flag, a sequence of such for a
+    sequence of the same length; None goes with anything (torch's options that default to
+    None, like foreach, are saved resolved)."""
+    if value is None or like is None:
+        return True
+    if isinstance(like, bool) or isinstance(value, bool):
+        return isinstance(like, bool) and isinstance(value, bool)
+    if isinstance(like, int | float) or isinstance(like, torch.Tensor) and like.dim() == 0:
+        return (
+            isinstance(value, int | float) or isinstance(value, torch.Tensor) and value.dim() == 0
+        )
+    if isinstance(like, list | tuple):
+        return (
+            isinstance(value, list | tuple)
+            and len(value) == len(like)
+            and all(_same_kind(v, x) for v, x in zip(value, like, strict=True))
+        )
+    return isinstance(value, type(like))
+
+
+def _key(value: Any) -> bool:
+    return isinstance(value, int | str) and not isinstance(value, bool)
 
 
 def make_summary(

@@ -17,7 +17,7 @@ from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.track.registry import read_summary
 from cnnlab.track.rundir import RunDir
 from cnnlab.training.device import kernel_mode, resolve_device
-from cnnlab.training.experiment import RunResult, build, console, run
+from cnnlab.training.experiment import EPOCH_METRICS, RunResult, build, console, run
 from cnnlab.training.loop import FitState
 from cnnlab.training.record import RESUME_SHAPE, load_resume_state
 
@@ -25,6 +25,7 @@ from cnnlab.training.record import RESUME_SHAPE, load_resume_state
 RESUMABLE_CHANGES = ("train.epochs", "train.max_minutes", "train.device")
 # last.ckpt's "fit": FitState's fields with their annotated types, checked before it is loaded.
 FIT_SHAPE = get_type_hints(FitState)
+HISTORY_ROW = {"epoch": int, **dict.fromkeys(EPOCH_METRICS, float)}  # one epoch's metrics row
 
 
 def resume(
@@ -70,6 +71,8 @@ def _check_fit(fit: dict[str, Any], last: Path) -> None:
     if unknown:
         raise CheckpointError(f"{last}: damaged state (fit.{str(unknown[0])[:60]} is not a field)")
     check_shape(fit, {k: v for k, v in FIT_SHAPE.items() if k in fit}, last, "fit.")
+    for i, row in enumerate(fit.get("history", [])):  # what the summary and the curves read
+        check_shape(row, HISTORY_ROW, last, f"fit.history.{i}.")
 
 
 def _refuse_finished(path: Path, state: FitState, config: Config) -> None:
