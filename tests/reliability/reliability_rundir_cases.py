@@ -140,14 +140,14 @@ def resume_skeletons(rng: Random) -> Iterator[Case]:
         "truncated": json.dumps(skeleton())[:5000],
     }
     for what, text in whole.items():
-        yield run_case("checkpoint", RESUME, f"skeleton {what}", {LAST: with_skeleton(text)},
+        yield run_case("skeleton", RESUME, f"skeleton {what}", {LAST: with_skeleton(text)},
                        "error", "last.ckpt")  # fmt: skip
     tree = skeleton()
     every = list(paths(tree))
     for path in rng.sample(every, min(len(every), 420)):
         value = rng.choice(JUNK)
         yield run_case(
-            "checkpoint",
+            "skeleton",
             RESUME,
             f"{label(path)} = {json.dumps(value)[:40]}",
             {LAST: with_skeleton(json.dumps(changed(tree, path, value)))},
@@ -155,7 +155,7 @@ def resume_skeletons(rng: Random) -> Iterator[Case]:
         )
     top = [p for p in every if len(p) <= 4]
     for path in rng.sample(top, min(len(top), 60)):
-        yield run_case("checkpoint", RESUME, f"{label(path)} deleted",
+        yield run_case("skeleton", RESUME, f"{label(path)} deleted",
                        {LAST: with_skeleton(json.dumps(changed(tree, path, delete=True)))},
                        "either")  # fmt: skip
 
