@@ -44,7 +44,7 @@ def build(config: Config, data: DataShape, weights: bool = True) -> nn.Module:
     return transfer.from_config(config, data, weights)
 
 
-def footprint(config: Config, data: DataShape) -> Footprint | None:
+def footprint(config: Config, data: DataShape, value_bytes: int = 4) -> Footprint | None:
     """The least memory training `config`'s network on `data` needs (models.footprint), counted
     without allocating it. None for a transfer net: its backbone already trained at that size,
     and its head is small."""
@@ -56,6 +56,7 @@ def footprint(config: Config, data: DataShape) -> Footprint | None:
         lambda: create(config.model, data.num_classes, data.channels, data.image_size),
         shape,
         config.train.batch_size,
+        value_bytes,
     )
 
 

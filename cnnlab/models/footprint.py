@@ -6,8 +6,9 @@ microseconds instead of crashing the allocator. The count is a floor, not a fore
 
 - parameters: float32 weights and their gradients (8 bytes per parameter); optimizer state
   and EMA copies come on top;
-- activations: the float32 input batch plus every leaf layer's output (what the forward pass
-  keeps for backward), as models.summary counts them per image, times the batch size.
+- activations: the input batch plus every leaf layer's output (what the forward pass keeps
+  for backward), as models.summary counts them per image, times the batch size; 4 bytes
+  each, 2 under bf16/fp16 autocast (some layers' outputs stay float32 there: still a floor).
 
 A run whose floor exceeds the memory there is cannot train, so it is refused before its run
 directory exists (training.device.check_fits).
@@ -35,11 +36,15 @@ class Footprint:
 
 
 def measure(
-    build: Callable[[], nn.Module], input_shape: tuple[int, int, int], batch: int
+    build: Callable[[], nn.Module],
+    input_shape: tuple[int, int, int],
+    batch: int,
+    value_bytes: int = 4,
 ) -> Footprint | None:
     """The floor above for the network `build()` makes, on (C, H, W) inputs in batches of
-    `batch`. None when it cannot be built or run on the meta device (an init or a layer that
-    needs real values): the estimate is then skipped, never the run."""
+    `batch`, activations of `value_bytes` each (2 under bf16/fp16 autocast). None when it
+    cannot be built on the meta device (an init that needs real values): the estimate is then
+    skipped, never the run."""
     try:
         with torch.device("meta"):
             net = build()
@@ -58,9 +63,10 @@ def measure(
     try:
         with torch.no_grad():
             net(torch.empty(batch, *input_shape, device="meta"))
-        activations = 4 * (outputs[0] + batch * _numel(input_shape))
+        activations = value_bytes * (outputs[0] + batch * _numel(input_shape))
     except (NotImplementedError, RuntimeError, TypeError, ValueError):
-        activations = 4 * batch * _numel(input_shape)  # a layer meta cannot run: input only
+        # a layer meta cannot run: the input batch alone
+        activations = value_bytes * batch * _numel(input_shape)
     finally:
         for hook in hooks:
             hook.remove()

@@ -145,7 +145,8 @@ def check_fits(config: Config, data: DataShape, device: torch.device) -> None:
     """ConfigError, before anything is allocated or a run directory made, when training the
     network needs more memory than `device` has free (models.footprint: a floor, so a run
     refused here could never have trained)."""
-    need = models.footprint(config, data)
+    half = resolve_precision(config.train.precision, device) in ("bf16", "fp16")
+    need = models.footprint(config, data, value_bytes=2 if half else 4)
     have = available_memory(device)
     if need is None or have is None or need.total_bytes <= have:
         return
