@@ -352,6 +352,7 @@ def _cnnlab_backbone(spec: str, path: Path, weights: bool) -> Backbone:
     else:
         about, tensors = weights_about(path), load_weights(path) if weights else None
     config_dict, record = about.get("config"), about.get("data")
+    check_shape(about, {"config": dict | None, "data": dict | None}, path)  # None: look around
     if config_dict is None or record is None:
         config_dict, record = _from_run_dir(path, config_dict, record)
     if config_dict is None:
@@ -365,16 +366,27 @@ def _cnnlab_backbone(spec: str, path: Path, weights: bool) -> Backbone:
             f'{KEY} = {spec!r}: its run records no data shape (summary.json has no "data":'
             " made by a cnnlab before transfer learning); train it again to reuse it"
         )
-    check_shape(record, RECORD_SHAPE, path, "data.")
-    trained = _Trained(record)
+    trained = _trained(record, path)
     try:
-        config = load_config(base=config_dict)
+        net = build(load_config(base=config_dict), trained, weights=False)
     except ConfigError as e:
         raise CheckpointError(f"{path}: its config: {e}") from None
-    net = build(config, trained, weights=False)
     if tensors is not None:
         load_into(net, tensors, path)
     return Backbone(spec, net, trained.mean, trained.std, trained.channels, trained.image_size)
+
+
+def _trained(record: Any, path: Path) -> _Trained:
+    """A data record read from `path`, checked to describe images a net can be built for."""
+    check_shape(record, RECORD_SHAPE, path, "data.")
+    trained = _Trained(record)
+    c, size = trained.channels, trained.image_size
+    if c < 1 or len(size) != 2 or min(size) < 1 or not len(trained.mean) == len(trained.std) == c:
+        raise CheckpointError(
+            f"{path}: damaged header (data: {c} channels of {list(size)} px with"
+            f" {len(trained.mean)} means and {len(trained.std)} stds)"
+        )
+    return trained
 
 
 def _from_run_dir(

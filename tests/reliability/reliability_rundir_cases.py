@@ -213,6 +213,28 @@ def torn_files(rng: Random) -> Iterator[Case]:
                            {BEST: content}, expect, "best.safetensors")  # fmt: skip
 
 
+def about_headers(rng: Random) -> Iterator[Case]:
+    """best.safetensors' header record (the run's config and data shape, which `transfer`
+    rebuilds the backbone from) with a seeded junk value at one of its paths."""
+    head, body = header(base_runs()[0][BEST])
+    about = json.loads(head["__metadata__"]["cnnlab.about"])
+    argv = ("transfer", "model.backbone={tmp}/run", *OUT)
+
+    def places(node: Any, at: tuple = ()) -> Iterator[tuple]:
+        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+            yield (*at, key)
+            if isinstance(value, dict | list):
+                yield from places(value, (*at, key))
+
+    every = list(places(about))
+    for path in rng.sample(every, min(len(every), 80)):
+        value = rng.choice(JUNK)
+        copy = json.loads(json.dumps(head))
+        copy["__metadata__"]["cnnlab.about"] = json.dumps(changed(about, path, value))
+        yield run_case("checkpoint", argv, f"transfer: about.{label(path)} = {value!r:.40}",
+                       {BEST: with_header(copy, body)}, "either")  # fmt: skip
+
+
 def _flip(data: bytes, n: int) -> bytes:
     return data[:n] + bytes([data[n] ^ 0xFF]) + data[n + 1 :]
 
@@ -267,4 +289,4 @@ def indexes(rng: Random) -> Iterator[Case]:
                        "accept", "run")  # fmt: skip
 
 
-GENERATORS = [resume_skeletons, torn_files, run_files, indexes]
+GENERATORS = [resume_skeletons, torn_files, about_headers, run_files, indexes]
