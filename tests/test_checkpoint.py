@@ -105,3 +105,98 @@ def test_unreadable_files_are_checkpoint_errors(tmp_path):
     checkpoint.save_weights(nn.Linear(1, 1), tmp_path / "w.safetensors")
     with pytest.raises(CheckpointError, match="weights only"):
         checkpoint.load_state(tmp_path / "w.safetensors")
+
+
+def _with_skeleton(path, skeleton: str, tensors=None):
+    """A last.ckpt whose JSON skeleton is `skeleton` (a crash or a hand edit)."""
+    from safetensors.torch import save_file
+
+    save_file(tensors or {"t0": torch.zeros(2)}, str(path), metadata={"cnnlab.state": skeleton})
+    return path
+
+
+@pytest.mark.parametrize(
+    ("skeleton", "says"),
+    [
+        ("", "not JSON"),
+        ("{nope", "not JSON"),
+        ("[" * 10_000 + "]" * 10_000, "not JSON"),  # the decoder's own recursion limit
+        ("[" * 100 + "]" * 100, "nested more than 64 levels"),
+        ("[1, 2]", "the state is list, expected dict"),
+        ('{"__dict__": {"w": {"__tensor__": "t9"}}}', "names a tensor 't9' the file does not"),
+        ('{"__dict__": {"w": {"__tensor__": 7}}}', "names a tensor '7'"),
+        ('{"__dict__": 5}', "damaged state"),
+        ('{"__items__": [[[1], 2]]}', "unhashable"),
+        ('{"__tuple__": 3}', "damaged state"),
+        ('{"what": 1}', "unrecognised entry"),
+    ],
+)
+def test_a_damaged_skeleton_is_one_checkpoint_error_naming_the_file(tmp_path, skeleton, says):
+    path = _with_skeleton(tmp_path / "last.ckpt", skeleton)
+    with pytest.raises(CheckpointError) as e:
+        checkpoint.load_state(path)
+    assert str(path) in str(e.value) and says in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_state_of_another_shape_is_named_by_its_key(tmp_path):
+    path = tmp_path / "last.ckpt"
+    checkpoint.save_state({"fit": {"epoch": "3"}, "model": [1]}, path)
+    shape = {"fit": {"epoch": int}, "model": dict[str, torch.Tensor]}
+    with pytest.raises(CheckpointError, match=r"fit\.epoch is str, expected int"):
+        checkpoint.load_state(path, shape)
+    checkpoint.save_state({"fit": {"epoch": True}, "model": {}}, path)
+    with pytest.raises(CheckpointError, match=r"fit\.epoch is bool"):  # a flag is no count
+        checkpoint.load_state(path, shape)
+    checkpoint.save_state({"fit": {"epoch": 3}}, path)
+    with pytest.raises(CheckpointError, match="model is missing"):
+        checkpoint.load_state(path, shape)
+    checkpoint.save_state({"fit": {"epoch": 3}, "model": {"w": 1.0}}, path)
+    with pytest.raises(CheckpointError, match=r"model\.w is float, expected Tensor"):
+        checkpoint.load_state(path, shape)
+    checkpoint.save_state({"fit": {"epoch": 3, "new": 1}, "model": {}}, path)
+    assert checkpoint.load_state(path, shape)["fit"]["new"] == 1  # more than asked is fine
+    checkpoint.check_shape(None, float | None, path)
+    checkpoint.check_shape(2, float, path)  # JSON may write a whole float without its ".0"
+
+
+def test_weights_of_another_model_name_the_first_tensor_that_differs(tmp_path):
+    path = tmp_path / "best.safetensors"
+    checkpoint.save_weights(nn.Linear(3, 4), path)
+    with pytest.raises(CheckpointError) as e:
+        checkpoint.load_into(nn.Linear(3, 5), checkpoint.load_weights(path), path)
+    assert str(e.value) == (
+        f"{path}: weights of another model: tensor 'weight' is [4, 3] where this model's is [5, 3]"
+    )
+    with pytest.raises(CheckpointError, match=r"lacks tensor '0\.weight' and 3 more"):
+        checkpoint.load_into(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)), {}, path)
+    with pytest.raises(CheckpointError, match="has tensor 'extra'"):
+        tensors = checkpoint.load_weights(path) | {"extra": torch.zeros(1)}
+        checkpoint.load_into(nn.Linear(3, 4), tensors, path)
+    fits = nn.Linear(3, 4)
+    checkpoint.load_into(fits, checkpoint.load_weights(path), path)
+
+
+def test_a_damaged_about_header_is_a_checkpoint_error(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "best.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"cnnlab.about": "[" * 5000})
+    with pytest.raises(CheckpointError, match="damaged header"):
+        checkpoint.weights_about(path)
+
+
+def test_a_full_disk_is_an_oserror_naming_the_checkpoint(tmp_path, monkeypatch):
+    """safetensors reports I/O errors as text; they come back as the OSError they were."""
+    import errno
+
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left (os error 28)")
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(OSError) as e:
+        checkpoint.save_state({"epoch": 1}, tmp_path / "last.ckpt")
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "last.ckpt")
+    assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cnnlab import data, models
-from cnnlab.checkpoint import load_weights
+from cnnlab.checkpoint import load_into, load_weights
 from cnnlab.config import Config, load_config
 from cnnlab.errors import ConfigError
 from cnnlab.track.registry import load_run
@@ -71,7 +71,7 @@ def load_trained(
     bundle = data.build(config.data)
     info = bundle.info
     model = models.build(config, info, weights=False)  # the weights are the run's own, below
-    model.load_state_dict(load_weights(best))
+    load_into(model, load_weights(best), best)
     trained = TrainedModel(run.path, config, model.to(torch_device).eval(), bundle, torch_device)
     if trained.channels_last:
         trained.model.to(memory_format=torch.channels_last)

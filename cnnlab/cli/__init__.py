@@ -6,6 +6,7 @@ Exit codes: 0 success (completed or early-stopped), 2 user error (one line, no t
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,14 @@ from cnnlab.cli.parser import build_parser
 from cnnlab.errors import CnnlabError
 
 __all__ = ["main"]
+
+# OSErrors that say where the user asked cnnlab to write cannot take it (a full or read-only
+# disk, a file-size limit, no permission, a name too long, a folder where a file goes): the
+# user's to fix, so one line.
+STORAGE_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+    | {errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR}
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,6 +46,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(f"cnnlab: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as e:
+        if debug or e.errno not in STORAGE_ERRORS:
+            raise
+        why = e.strerror or str(e)
+        if e.filename is None:
+            message = f"cannot write ({why})"
+        elif e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+            message = f"cannot write {e.filename} ({why})"
+        else:
+            message = f"{e.filename}: {why}"
+        print(f"cnnlab: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         if debug:

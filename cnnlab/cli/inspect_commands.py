@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.atomic import check_writable
 from cnnlab.errors import ConfigError
 
 
@@ -111,6 +112,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     overrides = evaluate.data_overrides(args.data)
     run = load_trained(args.run, overrides, args.device)
+    check_writable(run.path)  # before the work, not after it
     result = evaluate.evaluate_run(
         run, args.split, tta=args.tta, top_k=(1, args.top_k), worst=args.worst
     )
@@ -134,6 +136,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: expected a number of images >= 1")
     run = load_trained(args.run, device=args.device)
+    check_writable(run.path)  # before the work, not after it
     split = args.split or robustness.default_split(run)
     n = len(run.images(split)) if args.limit is None else min(args.limit, len(run.images(split)))
     precision = robustness.suite_precision(run, args.precision)
@@ -162,6 +165,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
     from cnnlab.analyze.trained import load_trained
 
     run = load_trained(args.run, device=args.device)
+    check_writable(run.path)  # before the work, not after it
     if args.viz_command == "filters":
         path = visualize.write_filters(run)
     elif args.viz_command == "gradcam":

@@ -11,12 +11,23 @@ from torch import nn
 from cnnlab.config.schema import Config, ModelConfig, TransferConfig
 from cnnlab.errors import ConfigError
 from cnnlab.models import cnn, fastnet, hub, resnet, spec, transfer, vgg, wrn  # noqa: F401
+from cnnlab.models.footprint import Footprint, measure
 from cnnlab.models.init import initialize
 from cnnlab.models.registry import MODELS
 from cnnlab.models.summary import ModelSummary, summarize
 from cnnlab.models.transfer import DataShape, TransferNet
 
-__all__ = ["MODELS", "DataShape", "ModelSummary", "TransferNet", "build", "create", "summarize"]
+__all__ = [
+    "MODELS",
+    "DataShape",
+    "Footprint",
+    "ModelSummary",
+    "TransferNet",
+    "build",
+    "create",
+    "footprint",
+    "summarize",
+]
 
 
 COMMON = ("name", "init")  # handled here, never passed to a builder
@@ -31,6 +42,22 @@ def build(config: Config, data: DataShape, weights: bool = True) -> nn.Module:
     if config.model.backbone is None:
         return create(config.model, data.num_classes, data.channels, data.image_size)
     return transfer.from_config(config, data, weights)
+
+
+def footprint(config: Config, data: DataShape, value_bytes: int = 4) -> Footprint | None:
+    """The least memory training `config`'s network on `data` needs (models.footprint), counted
+    without allocating it. None for a transfer net: its backbone already trained at that size,
+    and its head is small."""
+    _check_keys(config)
+    if config.model.backbone is not None:
+        return None
+    shape = (data.channels, *data.image_size)
+    return measure(
+        lambda: create(config.model, data.num_classes, data.channels, data.image_size),
+        shape,
+        config.train.batch_size,
+        value_bytes,
+    )
 
 
 def _check_keys(config: Config) -> None:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.checkpoint import load_state, load_weights, weights_about
+from cnnlab.checkpoint import check_shape, load_into, load_state, load_weights, weights_about
 from cnnlab.config import Config, load_config
 from cnnlab.config.load import read_yaml_file
 from cnnlab.config.schema import TransferConfig
@@ -299,7 +299,19 @@ def load_backbone(spec: str, weights: bool = True) -> Backbone:
     try:
         return _cnnlab_backbone(spec, path, weights)
     except CheckpointError as e:
-        raise ConfigError(f"{KEY} = {spec!r}: {e}") from None
+        # the file's path once: as the value given, or (a run directory given) in the message
+        named = str(e).removeprefix(f"{path}: ") if Path(spec).expanduser() == path else e
+        raise ConfigError(f"{KEY} = {spec!r}: {named}") from None
+
+
+# What _Trained reads from a data record (checkpoint.check_shape): a damaged one is one line.
+RECORD_SHAPE = {
+    "classes": list,
+    "channels": int,
+    "image_size": list[int],
+    "mean": list[float],
+    "std": list[float],
+}
 
 
 @dataclass(frozen=True)
@@ -335,11 +347,15 @@ def _cnnlab_backbone(spec: str, path: Path, weights: bool) -> Backbone:
     from cnnlab.models import build  # the package's builder; imported here, as it imports this
 
     if path.suffix == ".ckpt":
-        state = load_state(path)
+        state = load_state(path, {"config": dict, "model": dict})
         about, tensors = {"config": state["config"], "data": state.get("data")}, state["model"]
     else:
         about, tensors = weights_about(path), load_weights(path) if weights else None
     config_dict, record = about.get("config"), about.get("data")
+    # None (or absent: another program's weights): look around the file
+    check_shape(
+        {"config": config_dict, "data": record}, {"config": dict | None, "data": dict | None}, path
+    )
     if config_dict is None or record is None:
         config_dict, record = _from_run_dir(path, config_dict, record)
     if config_dict is None:
@@ -353,17 +369,27 @@ def _cnnlab_backbone(spec: str, path: Path, weights: bool) -> Backbone:
             f'{KEY} = {spec!r}: its run records no data shape (summary.json has no "data":'
             " made by a cnnlab before transfer learning); train it again to reuse it"
         )
-    trained = _Trained(record)
-    net = build(load_config(base=config_dict), trained, weights=False)
+    trained = _trained(record, path)
+    try:
+        net = build(load_config(base=config_dict), trained, weights=False)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its config: {e}") from None
     if tensors is not None:
-        try:
-            net.load_state_dict(tensors)
-        except RuntimeError as e:
-            raise ConfigError(
-                f"{KEY} = {spec!r}: its weights do not fit the model its config builds"
-                f" ({str(e).splitlines()[0]})"
-            ) from None
+        load_into(net, tensors, path)
     return Backbone(spec, net, trained.mean, trained.std, trained.channels, trained.image_size)
+
+
+def _trained(record: Any, path: Path) -> _Trained:
+    """A data record read from `path`, checked to describe images a net can be built for."""
+    check_shape(record, RECORD_SHAPE, path, "data.")
+    trained = _Trained(record)
+    c, size = trained.channels, trained.image_size
+    if c < 1 or len(size) != 2 or min(size) < 1 or not len(trained.mean) == len(trained.std) == c:
+        raise CheckpointError(
+            f"{path}: damaged header (data: {c} channels of {list(size)} px with"
+            f" {len(trained.mean)} means and {len(trained.std)} stds)"
+        )
+    return trained
 
 
 def _from_run_dir(

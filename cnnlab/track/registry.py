@@ -207,10 +207,10 @@ def read_capped(path: Path) -> bytes | None:
         return None
     except OSError as e:
         raise _unreadable(path, e.strerror) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory
+        os.close(fd)
+        raise _unreadable(path, "not a regular file")
     with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise _unreadable(path, "not a regular file")
         data = f.read(limit + 1)  # +1: a file that grew past the limit after fstat is refused too
     if len(data) > limit:
         raise _unreadable(path, f"larger than the {limit >> 20} MiB it may be")

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cnnlab.atomic import write_text_atomic
+from cnnlab.atomic import remove_stale_temps, write_text_atomic
 from cnnlab.config.load import flatten
 from cnnlab.config.names import run_stamp
 from cnnlab.errors import ConfigError
@@ -34,6 +34,9 @@ ROBUSTNESS = "robustness"
 REPORT_NAME = "report.html"
 # Held (fcntl.flock, exclusive) by the one process writing the run; its text names that process.
 LOCK_NAME = ".lock"
+# The files a training run (re)writes, besides its checkpoints/ and tensorboard/ folders.
+WRITTEN = ("config.yaml", "model.txt", "log.txt", "metrics.jsonl", "metrics.csv", "summary.json")
+WRITTEN += tuple(f"checkpoints/{name}" for name in ("last.ckpt", "best.safetensors"))
 
 # TensorBoard tag of each per-epoch metric (the names users know from their own loops).
 TENSORBOARD_TAGS = {
@@ -95,6 +98,11 @@ class RunDir:
         """An existing run directory, its metric files cut back to `history` (the epochs its
         checkpoint knows): epochs logged after that checkpoint will be trained again."""
         run = cls(path)
+        for name in WRITTEN:  # a folder or a FIFO in a file's place would fail it halfway
+            if os.path.lexists(path / name) and not (path / name).is_file():
+                raise ConfigError(
+                    f"{path / name}: not a regular file, and resuming rewrites it; move it away"
+                )
         run.lock()  # a second `--resume` of the same run stops here, before changing a file
         run.rewrite_metrics(history)
         # TensorBoard drops its events from this epoch on, for the same reason; and the step
@@ -229,6 +237,8 @@ class RunDir:
             raise ConfigError(f"{self.path}: cannot write its {LOCK_NAME} ({e.strerror})") from None
         # Released by close(), or when this object is garbage-collected without one.
         self._lock = weakref.finalize(self, _release, fd)
+        # The one writer now: temporaries a killed writer left behind are nobody's.
+        remove_stale_temps(self.path, self.checkpoints)
 
     def close(self) -> None:
         if self._csv_file is not None:

@@ -11,9 +11,12 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from cnnlab import models
 from cnnlab.config.safe_yaml import quote
-from cnnlab.config.schema import DEVICE_PATTERN, DEVICES
+from cnnlab.config.schema import DEVICE_PATTERN, DEVICES, Config
+from cnnlab.data.limits import memory_bytes
 from cnnlab.errors import ConfigError
+from cnnlab.models.transfer import DataShape
 
 
 def resolve_device(name: str) -> torch.device:
@@ -136,3 +139,36 @@ def kernel_mode(deterministic: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark = saved[1]
         if saved[2] is None:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+
+def check_fits(config: Config, data: DataShape, device: torch.device) -> None:
+    """ConfigError, before anything is allocated or a run directory made, when training the
+    network needs more memory than `device` has free (models.footprint: a floor, so a run
+    refused here could never have trained)."""
+    half = resolve_precision(config.train.precision, device) in ("bf16", "fp16")
+    need = models.footprint(config, data, value_bytes=2 if half else 4)
+    have = available_memory(device)
+    if need is None or have is None or need.total_bytes <= have:
+        return
+    c, (h, w) = data.channels, data.image_size
+    raise ConfigError(
+        f"model.name = {config.model.name!r} with {need.params:,} parameters on {c}×{h}×{w}"
+        f" images in batches of {need.batch_size} (train.batch_size) needs at least"
+        f" {_gib(need.total_bytes)} to train ({_gib(need.param_bytes)} of weights and gradients,"
+        f" {_gib(need.activation_bytes)} of activations) and the {device.type} has"
+        f" {_gib(have)} free; make the model (model.width, model.layers), data.image_size or"
+        " train.batch_size smaller"
+    )
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a new allocation on `device` can take; None where that cannot be asked."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        return memory_bytes()
+    return None
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:,.1f} GiB"

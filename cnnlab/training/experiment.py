@@ -29,7 +29,7 @@ from cnnlab.track.console import RunConsole
 from cnnlab.track.mlflow import trackers
 from cnnlab.track.rundir import RunDir
 from cnnlab.training import finetune, optim, schedule, sync_bn
-from cnnlab.training.device import kernel_mode, resolve_precision, seed_everything
+from cnnlab.training.device import check_fits, kernel_mode, resolve_precision, seed_everything
 from cnnlab.training.distributed import SINGLE, World, joined
 from cnnlab.training.ema import EMA
 from cnnlab.training.guard import DivergedError
@@ -81,6 +81,7 @@ def build(config: Config, device: torch.device, world: World = SINGLE) -> Setup:
     _check(config, world)
     bundle = data.build(config.data)
     info = bundle.info
+    check_fits(config, info, device)  # before the network or anything else is allocated
     # train.precision as it runs on `device` (auto resolved); config.yaml keeps what was asked
     cfg = config.train.model_copy(
         update={"precision": resolve_precision(config.train.precision, device)}

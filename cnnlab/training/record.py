@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cnnlab import models
 from cnnlab.checkpoint import (
+    first_line,
+    load_into,
     load_state,
     load_weights,
     rng_state,
@@ -31,6 +34,7 @@ from cnnlab.config import Config, dump_yaml
 from cnnlab.config.names import backbone_label
 from cnnlab.data.info import source_line
 from cnnlab.data.loader import rank_seed
+from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.track.console import RunConsole
 from cnnlab.track.diagnose import diagnose
 from cnnlab.track.rundir import RunDir
@@ -123,8 +127,9 @@ class Recorder:
 
     def restore(self, state: FitState) -> None:
         """Back to last.ckpt (the divergence guard's rollback); rank 0 reads it for all."""
-        saved = self.parts.world.from_main(lambda: load_state(self.run.checkpoints / "last.ckpt"))
-        load_resume_state(self.parts, saved)
+        last = self.run.checkpoints / "last.ckpt"
+        saved = self.parts.world.from_main(lambda: load_state(last, RESUME_SHAPE))
+        load_resume_state(self.parts, saved, last)
         state.load(saved["fit"])
         if self.main:
             self.run.rewrite_metrics(state.history)
@@ -206,7 +211,7 @@ class Recorder:
         weights = setup.parts.world.from_main(lambda: load_weights(best) if best.exists() else None)
         if weights is None:
             return None
-        setup.parts.eval_model.load_state_dict(weights)
+        load_into(setup.parts.eval_model, weights, best)
         return setup.parts.evaluate(setup.test_loader(test)).accuracy
 
 
@@ -264,23 +269,127 @@ def resume_state(
     return saved
 
 
-def load_resume_state(parts: TrainParts, saved: dict[str, Any]) -> None:
-    """Put everything resume_state() saved back into freshly built parts, whatever number of
-    processes saved it and resumes it: each rank its own random state where the saving run
-    had that rank, else one derived from rank 0's."""
-    parts.model.load_state_dict(saved["model"])
-    parts.optimizer.load_state_dict(saved["optimizer"])
-    parts.scheduler.load_state_dict(saved["scheduler"])
-    parts.scaler.load_state_dict(saved["scaler"])
+# What load_resume_state reads from last.ckpt (checkpoint.check_shape): a file of another shape
+# is a one-line CheckpointError before any of it is loaded. "fit" is FitState's own.
+RESUME_SHAPE = {
+    "config": dict,
+    "fit": dict,
+    "model": dict[str, torch.Tensor],
+    "optimizer": {"state": dict, "param_groups": list[dict]},
+    "scheduler": dict,
+    "scaler": dict,
+    "ema": dict[str, torch.Tensor] | None,
+    "train_loader": {"generator": torch.Tensor},
+    "rng": {"torch": torch.Tensor, "python": tuple, "numpy": tuple},
+}
+
+
+def load_resume_state(parts: TrainParts, saved: dict[str, Any], path: Path) -> None:
+    """Put everything resume_state() saved (read from `path`) back into freshly built parts,
+    whatever number of processes saved it and resumes it; a part that does not take its saved
+    state is a CheckpointError naming it."""
+    load_into(parts.model, saved["model"], path)
     if parts.ema is not None:
-        parts.ema.load_state_dict(saved["ema"])
-    parts.train_loader.load_state_dict(saved["train_loader"])
-    rank, rngs = parts.world.rank, saved.get("rank_rng") or [saved["rng"]]
+        if saved["ema"] is None:
+            raise CheckpointError(f"{path}: damaged state (ema is null, but the run has train.ema)")
+        load_into(parts.ema.module, saved["ema"], path)
+    _check_optimizer_state(parts.optimizer, saved["optimizer"], path)
+    for name, load in (
+        ("optimizer", parts.optimizer.load_state_dict),
+        ("scheduler", parts.scheduler.load_state_dict),
+        ("scaler", parts.scaler.load_state_dict),
+        ("train_loader", parts.train_loader.load_state_dict),
+        ("rng", lambda rng: _set_rng(parts.world.rank, rng, saved.get("rank_rng"))),
+    ):
+        try:
+            load(saved[name])
+        except (
+            CnnlabError,
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            AttributeError,
+            RuntimeError,
+            OverflowError,
+        ) as e:
+            # torch's loaders (and cnnlab's schedules) check their own state and raise any of
+            # these on a foreign one
+            raise CheckpointError(
+                f"{path}: damaged state ({name} does not fit this run: {first_line(e)})"
+            ) from None
+
+
+def _set_rng(rank: int, rng: dict[str, Any], ranks: list | None) -> None:
+    """Each rank its own saved random state where the saving run had that rank, else one
+    derived from rank 0's."""
+    rngs = ranks or [rng]
     if rank < len(rngs):
         set_rng_state(rngs[rank])
     else:
-        set_rng_state(saved["rng"])
+        set_rng_state(rng)
         seed_everything(rank_seed(int(torch.randint(2**62, ())), rank))
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict, path: Path) -> None:
+    """torch's load_state_dict checks the parameter groups, not the per-parameter state, which
+    would fail at the first step: each entry must belong to a parameter, and its tensors (the
+    moments, the momentum buffer) must have that parameter's shape and a float dtype."""
+    params: dict[Any, torch.Tensor] = {}
+    pairs = zip(saved["param_groups"], optimizer.param_groups, strict=False)  # torch checks
+    for g, (group, mine) in enumerate(pairs):
+        ids = group.get("params")
+        if isinstance(ids, list) and len(ids) == len(mine["params"]):
+            params.update((i, p) for i, p in zip(ids, mine["params"], strict=True) if _key(i))
+        for name, fresh in mine.items():  # lr, betas, ...: what a fresh optimizer holds
+            if name != "params" and not _same_kind(group.get(name, fresh), fresh):
+                raise CheckpointError(
+                    f"{path}: damaged state (optimizer.param_groups.{g}.{name} is"
+                    f" {str(group.get(name))[:40]}, where this optimizer has {fresh!r})"
+                )
+    for key, entry in saved["state"].items():
+        where = f"optimizer.state.{str(key)[:20]}"
+        param = params.get(key) if _key(key) else None
+        if param is None or not isinstance(entry, dict):
+            raise CheckpointError(f"{path}: damaged state ({where} is no parameter's state)")
+        for name, value in entry.items():
+            if (
+                name == "step"
+                and _same_kind(value, 0.0)
+                or (name, value) == ("momentum_buffer", None)
+            ):
+                continue  # the step count (a number or a 0-d tensor); SGD without momentum
+            fits = isinstance(value, torch.Tensor) and value.is_floating_point()
+            if not fits or (value.dim() > 0 and value.shape != param.shape):
+                raise CheckpointError(
+                    f"{path}: damaged state ({where}.{str(name)[:40]} does not fit its parameter"
+                    f" of shape {list(param.shape)})"
+                )
+
+
+def _same_kind(value: Any, like: Any) -> bool:
+    """A number for a number (a 0-d tensor too), a flag for a flag, a sequence of such for a
+    sequence of the same length; None goes with anything (torch's options that default to
+    None, like foreach, are saved resolved)."""
+    if value is None or like is None:
+        return True
+    if isinstance(like, bool) or isinstance(value, bool):
+        return isinstance(like, bool) and isinstance(value, bool)
+    if isinstance(like, int | float) or isinstance(like, torch.Tensor) and like.dim() == 0:
+        return (
+            isinstance(value, int | float) or isinstance(value, torch.Tensor) and value.dim() == 0
+        )
+    if isinstance(like, list | tuple):
+        return (
+            isinstance(value, list | tuple)
+            and len(value) == len(like)
+            and all(_same_kind(v, x) for v, x in zip(value, like, strict=True))
+        )
+    return isinstance(value, type(like))
+
+
+def _key(value: Any) -> bool:
+    return isinstance(value, int | str) and not isinstance(value, bool)
 
 
 def make_summary(

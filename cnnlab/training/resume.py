@@ -7,23 +7,26 @@ module decides whether a run may be resumed, and with which changes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from rich.console import Console
 
-from cnnlab.checkpoint import load_state
+from cnnlab.checkpoint import check_shape, load_state
 from cnnlab.config import Config, load_config
-from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.track.registry import read_summary
 from cnnlab.track.rundir import RunDir
 from cnnlab.training.device import kernel_mode
 from cnnlab.training.distributed import joined
-from cnnlab.training.experiment import RunResult, build, console, run
+from cnnlab.training.experiment import EPOCH_METRICS, RunResult, build, console, run
 from cnnlab.training.loop import FitState
-from cnnlab.training.record import load_resume_state
+from cnnlab.training.record import RESUME_SHAPE, load_resume_state
 
 # What `--resume` may change: budgets and placement, nothing that shapes the training.
 RESUMABLE_CHANGES = ("train.epochs", "train.max_minutes", "train.device")
+# last.ckpt's "fit": FitState's fields with their annotated types, checked before it is loaded.
+FIT_SHAPE = get_type_hints(FitState)
+HISTORY_ROW = {"epoch": int, **dict.fromkeys(EPOCH_METRICS, float)}  # one epoch's metrics row
 
 
 def resume(
@@ -42,7 +45,7 @@ def resume(
         device = world.device(config.train.device)
         with kernel_mode(config.train.deterministic):
             setup = build(config, device, world)
-            load_resume_state(setup.parts, saved)
+            load_resume_state(setup.parts, saved, path / "checkpoints" / "last.ckpt")
             directory = RunDir.reopen(path, state.history) if world.is_main else RunDir(path)
             return run(config, setup, directory, state, console(terminal, quiet), resumed=True)
 
@@ -55,15 +58,31 @@ def prepare(path: Path, overrides: list[str] = ()) -> tuple[Config, dict[str, An
         raise ConfigError(
             f"--resume {path}: no checkpoints/last.ckpt there (not a cnnlab run directory?)"
         )
-    saved = load_state(last)
+    saved = load_state(last, RESUME_SHAPE)
+    _check_fit(saved["fit"], last)
+    try:
+        saved_config = load_config(base=saved["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{last}: damaged state (its config: {e})") from None
     config = load_config(overrides=overrides, base=saved["config"])
     # both sides as the schema resolves them, so a key the schema added since is no change
-    _refuse_changes(load_config(base=saved["config"]).to_dict(), config.to_dict())
+    _refuse_changes(saved_config.to_dict(), config.to_dict())
     state = FitState()
     state.load(saved["fit"])
     _refuse_finished(path, state, config)
     state.status = "running"
     return config, saved, state
+
+
+def _check_fit(fit: dict[str, Any], last: Path) -> None:
+    """FitState(**fit) will take it: known fields, each of its type (one an older cnnlab did not
+    write keeps its default)."""
+    unknown = [k for k in fit if k not in FIT_SHAPE]
+    if unknown:
+        raise CheckpointError(f"{last}: damaged state (fit.{str(unknown[0])[:60]} is not a field)")
+    check_shape(fit, {k: v for k, v in FIT_SHAPE.items() if k in fit}, last, "fit.")
+    for i, row in enumerate(fit.get("history", [])):  # what the summary and the curves read
+        check_shape(row, HISTORY_ROW, last, f"fit.history.{i}.")
 
 
 def _refuse_finished(path: Path, state: FitState, config: Config) -> None:

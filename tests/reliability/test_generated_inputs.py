@@ -1,9 +1,10 @@
 """Issue 27's suite: generated bad inputs (config overrides, config files, `runs list --filter`
-values, dataset files) through the real CLI, every outcome classified; none may end in a
-traceback, a hang, a payload that ran, or a failing command that changed files.
+values, dataset files, run directories, checkpoints and run indexes) through the real CLI, every
+outcome classified; none may end in a traceback, a hang, a payload that ran, or a failing
+command that changed files.
 
-The full set is slow (about 2,200 cases, counted in README's reliability section); a sample of
-about 50, spread over every generator, runs with the fast tests."""
+The full set is slow (about 3,200 cases, counted in README's reliability section); a sample of
+about 50, spread over every kind, runs with the fast tests."""
 
 from __future__ import annotations
 
@@ -14,16 +15,17 @@ import reliability_array_cases
 import reliability_cifar_cases
 import reliability_config_cases
 import reliability_idx_cases
+import reliability_rundir_cases
 from reliability_harness import FAILURES, by_kind, failures, generate, run_cases, summary
 from reliability_payloads import PAYLOADS, hostile
 
-# Every kind of input the suite tries; a new kind (run directories, checkpoints) is one more
-# module with its own GENERATORS.
+# Every kind of input the suite tries; a new kind is one more module with its own GENERATORS.
 GENERATORS = [
     *reliability_config_cases.GENERATORS,
     *reliability_idx_cases.GENERATORS,
     *reliability_cifar_cases.GENERATORS,
     *reliability_array_cases.GENERATORS,
+    *reliability_rundir_cases.GENERATORS,
 ]
 SAMPLE = 50
 
@@ -56,7 +58,7 @@ def test_a_sample_of_generated_inputs_ends_cleanly(tmp_path, capsys):
 @pytest.mark.slow
 def test_every_generated_input_ends_cleanly(tmp_path, capsys):
     cases = generate(GENERATORS)
-    assert len(cases) >= 1000
+    assert len(cases) >= 3000
     check(run_cases(cases, tmp_path), capsys)
 
 
