@@ -352,10 +352,8 @@ def _cnnlab_backbone(spec: str, path: Path, weights: bool) -> Backbone:
     else:
         about, tensors = weights_about(path), load_weights(path) if weights else None
     config_dict, record = about.get("config"), about.get("data")
-    # None (or absent: another program's weights): look around the file
-    check_shape(
-        {"config": config_dict, "data": record}, {"config": dict | None, "data": dict | None}, path
-    )
+    # each may be missing (then read from the run directory around the file), not malformed
+    check_shape(about, {k: dict | None for k in ("config", "data") if k in about}, path)
     if config_dict is None or record is None:
         config_dict, record = _from_run_dir(path, config_dict, record)
     if config_dict is None:

@@ -3,7 +3,7 @@ values, dataset files, run directories, checkpoints and run indexes) through the
 outcome classified; none may end in a traceback, a hang, a payload that ran, or a failing
 command that changed files.
 
-The full set is slow (about 3,200 cases, counted in README's reliability section); a sample of
+The full set is slow (about 3,300 cases, counted in README's reliability section); a sample of
 about 50, spread over every kind, runs with the fast tests."""
 
 from __future__ import annotations
