@@ -187,8 +187,16 @@ def _parse(text: str, path: Path) -> Any:
         value = json.loads(text)
     except (ValueError, RecursionError) as e:
         raise CheckpointError(f"{path}: damaged header (not JSON: {first_line(e)})") from None
+    if nested_deeper_than(value, MAX_DEPTH):
+        raise CheckpointError(f"{path}: damaged header (nested more than {MAX_DEPTH} levels deep)")
+    return value
+
+
+def nested_deeper_than(value: Any, levels: int) -> bool:
+    """Whether lists and dicts in `value` nest more than `levels` deep; walked level by level,
+    without recursion, so a deep value is told apart here and not by a RecursionError later."""
     level = [value]
-    for _ in range(MAX_DEPTH):  # walked without recursion: no RecursionError on a deep one
+    for _ in range(levels):
         level = [
             child
             for item in level
@@ -196,8 +204,8 @@ def _parse(text: str, path: Path) -> Any:
             for child in (item.values() if isinstance(item, dict) else item)
         ]
         if not level:
-            return value
-    raise CheckpointError(f"{path}: damaged header (nested more than {MAX_DEPTH} levels deep)")
+            return False
+    return True
 
 
 def first_line(e: BaseException) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from cnnlab.checkpoint import nested_deeper_than
 from cnnlab.config.load import flatten
 from cnnlab.config.names import run_started
 from cnnlab.errors import CnnlabError
@@ -237,18 +238,8 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def _check_depth(value: Any, path: Path) -> None:
-    """Walked without recursion, so that a deep value fails here and not in a later reader."""
-    level = [value]
-    for _ in range(MAX_DEPTH):
-        level = [
-            child
-            for item in level
-            if isinstance(item, dict | list)
-            for child in (item.values() if isinstance(item, dict) else item)
-        ]
-        if not level:
-            return
-    raise _unreadable(path, f"nested more than {MAX_DEPTH} levels deep")
+    if nested_deeper_than(value, MAX_DEPTH):
+        raise _unreadable(path, f"nested more than {MAX_DEPTH} levels deep")
 
 
 def _events(data: bytes, path: Path):
