@@ -31,6 +31,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from cnnlab.atomic import atomic_path
+from cnnlab.config.safe_yaml import nested_deeper_than
 from cnnlab.errors import CheckpointError
 
 _SKELETON_KEY = "cnnlab.state"
@@ -190,22 +191,6 @@ def _parse(text: str, path: Path) -> Any:
     if nested_deeper_than(value, MAX_DEPTH):
         raise CheckpointError(f"{path}: damaged header (nested more than {MAX_DEPTH} levels deep)")
     return value
-
-
-def nested_deeper_than(value: Any, levels: int) -> bool:
-    """Whether lists and dicts in `value` nest more than `levels` deep; walked level by level,
-    without recursion, so a deep value is told apart here and not by a RecursionError later."""
-    level = [value]
-    for _ in range(levels):
-        level = [
-            child
-            for item in level
-            if isinstance(item, dict | list)
-            for child in (item.values() if isinstance(item, dict) else item)
-        ]
-        if not level:
-            return False
-    return True
 
 
 def first_line(e: BaseException) -> str:

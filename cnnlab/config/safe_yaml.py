@@ -178,3 +178,19 @@ class _Loader(_Base):
                 node.start_mark,
             )
         self._sizes[id(node)] = size
+
+
+def nested_deeper_than(value: Any, levels: int) -> bool:
+    """Whether lists and dicts in `value` nest more than `levels` deep; walked level by level,
+    without recursion, so a deep value is told apart here and not by a RecursionError later."""
+    level = [value]
+    for _ in range(levels):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return True

@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml
 
-from cnnlab.checkpoint import nested_deeper_than
 from cnnlab.config.load import flatten
 from cnnlab.config.names import run_started
+from cnnlab.config.safe_yaml import nested_deeper_than
 from cnnlab.errors import CnnlabError
 from cnnlab.track.rundir import Holder, read_holder, writer_alive
 
