@@ -107,7 +107,7 @@ def run_cases(cases: Iterable[Case], root: Path) -> list[Result]:
     global _FORKED
     _FORKED = (cases, root)
     try:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        with multiprocessing.get_context("fork").Pool(jobs, initializer=_one_thread) as pool:
             found = pool.map(_run_forked, range(len(cases)), chunksize=8)
     finally:
         _FORKED = None
@@ -117,6 +117,14 @@ def run_cases(cases: Iterable[Case], root: Path) -> list[Result]:
 
 
 _FORKED: tuple[list[Case], Path] | None = None  # what run_cases' children inherit
+
+
+def _one_thread() -> None:
+    """A forked child has none of the parent's OpenMP threads; a parallel region would wait on
+    them forever. One thread, as torch's DataLoader workers run."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _run_forked(i: int) -> tuple[str, str]:
