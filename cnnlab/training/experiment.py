@@ -22,6 +22,7 @@ from rich.console import Console
 
 from cnnlab import augment, data, models
 from cnnlab.config import Config
+from cnnlab.config.schema import TrainConfig
 from cnnlab.data.loader import rank_seed
 from cnnlab.errors import ConfigError
 from cnnlab.models.transfer import TransferNet
@@ -82,15 +83,7 @@ def build(config: Config, device: torch.device, world: World = SINGLE) -> Setup:
     bundle = data.build(config.data)
     info = bundle.info
     check_fits(config, info, device)  # before the network or anything else is allocated
-    # train.precision as it runs on `device` (auto resolved); config.yaml keeps what was asked
-    cfg = config.train.model_copy(
-        update={"precision": resolve_precision(config.train.precision, device)}
-    )
-    if world.size > 1 and len(bundle.train) < cfg.batch_size:
-        raise ConfigError(
-            f"train.batch_size = {cfg.batch_size}: more than the {len(bundle.train)} training"
-            " images; several processes need at least one whole global batch"
-        )
+    cfg = _train_options(config, device, world, len(bundle.train))
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
     model = models.build(config, info).to(device=device, memory_format=memory_format)
     if world.size > 1 and cfg.sync_bn:
@@ -143,6 +136,20 @@ def build(config: Config, device: torch.device, world: World = SINGLE) -> Setup:
     return Setup(parts, bundle, device, test_loader, notes, feature_seconds)
 
 
+def _train_options(
+    config: Config, device: torch.device, world: World, train_images: int
+) -> TrainConfig:
+    """config.train as it runs on `device`: train.precision auto resolved (config.yaml keeps
+    what was asked)."""
+    cfg = config.train
+    if world.size > 1 and train_images < cfg.batch_size:
+        raise ConfigError(
+            f"train.batch_size = {cfg.batch_size}: more than the {train_images} training"
+            " images; several processes need at least one whole global batch"
+        )
+    return cfg.model_copy(update={"precision": resolve_precision(cfg.precision, device)})
+
+
 def _check(config: Config, world: World) -> None:
     """What the config's sections cannot judge alone."""
     for key, metric in (
@@ -167,20 +174,17 @@ def _train_loader(
     """Shuffled, augmented batches of the training split, normalised on `device`; this rank's
     slice of each global batch."""
     info = bundle.info
-    return data.make_loader(
+    transform = augment.build(config.augment, info.num_classes, info.channels, info.image_size)
+    return _loader(
         bundle.train,
-        max_resident_mb=config.data.max_resident_mb,
-        num_workers=config.data.num_workers,
+        config,
+        info,
+        device,
+        world,
         batch_size=config.train.batch_size,
-        device=device,
-        mean=info.mean,
-        std=info.std,
         shuffle=True,
         seed=config.train.seed,
-        transform=augment.build(config.augment, info.num_classes, info.channels, info.image_size),
-        channels_last=config.train.channels_last,
-        rank=world.rank,
-        world=world.size,
+        transform=transform,
     )
 
 
@@ -194,17 +198,33 @@ def eval_loader(
 ) -> data.BatchLoader:
     """In order, every image (of this rank's share), no augmentation: for validation and test.
     channels_last: None as the config trains."""
+    return _loader(
+        images, config, info, device, world, channels_last, batch_size=config.eval.batch_size
+    )
+
+
+def _loader(
+    images: data.ImageSet,
+    config: Config,
+    info: data.DatasetInfo,
+    device: torch.device,
+    world: World,
+    channels_last: bool | None = None,
+    **batching: Any,
+) -> data.BatchLoader:
+    """A loader of `images` on `device` as the config keeps data (resident or streamed),
+    normalised with the training set's statistics; `batching`: size, order, augmentation."""
     return data.make_loader(
         images,
         max_resident_mb=config.data.max_resident_mb,
         num_workers=config.data.num_workers,
-        batch_size=config.eval.batch_size,
         device=device,
         mean=info.mean,
         std=info.std,
         channels_last=config.train.channels_last if channels_last is None else channels_last,
         rank=world.rank,
         world=world.size,
+        **batching,
     )
 
 
@@ -256,16 +276,11 @@ def run(
     resumed: bool = False,
 ) -> RunResult:
     """Fit from `state` (fresh, or `resumed` from last.ckpt) in `run_dir`, then write its
-    summary: with a test
-    score when training ended for a reason of its own (a divergence and a second Ctrl-C
-    included), without one after a failure, which is then raised again (a second error while
-    writing that summary is printed, never raised in its place). Of several processes, rank 0
-    shows the run and writes its directory; the others train in silence."""
+    summary: with a test score when training ended for a reason of its own (a divergence and a
+    second Ctrl-C included), without one after a failure, which is then raised again (a second
+    error while writing that summary is printed, never raised in its place)."""
     world = setup.parts.world
-    if world.is_main:
-        out = RunConsole(run_dir.path / "log.txt", terminal)
-    else:
-        out = RunConsole(Path(os.devnull), Console(quiet=True))
+    out = _run_console(run_dir, terminal, world)
     recorder = Recorder(config, setup, run_dir, out, callbacks)
     stopper = recorder.stopper = Stopper(
         config.train.max_minutes,
@@ -307,6 +322,14 @@ def run(
         run_dir.close()
     world.barrier()  # no rank ends (and none is stopped by the agent) before rank 0 is done
     return RunResult(run_dir.path, state.status, summary)
+
+
+def _run_console(run_dir: RunDir, terminal: Console | None, world: World) -> RunConsole:
+    """Of several processes, rank 0 shows the run and writes log.txt; the others train in
+    silence."""
+    if world.is_main:
+        return RunConsole(run_dir.path / "log.txt", terminal)
+    return RunConsole(Path(os.devnull), Console(quiet=True))
 
 
 __all__ = ["Callback", "RunResult", "build", "run", "train"]
