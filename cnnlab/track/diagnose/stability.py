@@ -120,61 +120,29 @@ def _instability(hist: _History) -> Finding | None:
     )
 
 
+# One sign of too large an lr: its evidence, the epochs it spans, and the lr it suggests.
+_Sign = tuple[str, list[int], float | None]
+
+
 def _lr_too_large(hist: _History) -> Finding | None:
     loss = hist.points("train_loss")
     if len(loss) < MIN_EPOCHS:
         return None
     lrs = dict(hist.points("lr"))
     peak = _peak_lr(hist)
-    evidence, epochs, suggest = [], [], None
-    e0, l0 = loss[0]
-    stuck = 0
-    while stuck < len(loss) and loss[stuck][1] >= (1 - STUCK_TOL) * l0:
-        stuck += 1
-    stuck_lrs = [lrs[e] for e, _ in loss[:stuck] if e in lrs]
-    if STUCK_EPOCHS <= stuck < len(loss) and stuck_lrs:
-        e_fall = loss[stuck][0]
-        e_low, low = min(loss[stuck:], key=lambda p: p[1])
-        lr_fall = lrs.get(e_fall)
-        if low <= LATE_FALL * l0 and lr_fall is not None and lr_fall <= LR_DECAYED * max(stuck_lrs):
-            values = [v for _, v in loss[:stuck]]
-            evidence.append(
-                f"train_loss stayed at {_range(values, '.4g')} over epochs "
-                f"{_span(e0, loss[stuck - 1][0])} with lr {_range(stuck_lrs, '.2g')}, and only "
-                f"fell (to {low:.4g} by epoch {e_low}) once the schedule had taken the lr down to "
-                f"{lr_fall:.2g} (epoch {e_fall})"
-            )
-            epochs += [e0, e_fall]
-            suggest = lr_fall
-    if hist.num_classes and hist.num_classes >= 2:
-        chance = math.log(hist.num_classes)
-        later = [v for _, v in loss[1:]]
-        if statistics.median(later) > ABOVE_CHANCE * chance:
-            evidence.append(
-                f"train_loss stayed at {_range(later, '.4g')} after epoch {e0}, above "
-                f"{chance:.4g}, the loss of a uniform guess over {hist.num_classes} classes"
-                + (f", at lr up to {peak:.2g}" if peak else "")
-            )
-            epochs += [loss[1][0], loss[-1][0]]
-    if peak:
-        for k in range(1, min(EARLY_EPOCHS, len(loss))):
-            (e_a, a), (e_b, b) = loss[k - 1], loss[k]
-            base = statistics.median(x for _, x in loss[max(0, k - SPIKE_BASELINE) : k])
-            lr_b = lrs.get(e_b)
-            if (
-                b > EARLY_RISE * a
-                and b <= SPIKE_FACTOR * max(base, SPIKE_FLOOR)  # a spike is instability's
-                and lr_b is not None
-                and lr_b >= HIGH_LR * peak
-            ):
-                evidence.append(
-                    f"train_loss rose from {a:.4g} (epoch {e_a}) to {b:.4g} (epoch {e_b}) "
-                    f"at lr {lr_b:.2g}, near its peak {peak:.2g}"
-                )
-                epochs += [e_a, e_b]
-                break
-    if not evidence:
+    signs = [
+        sign
+        for sign in (
+            _fell_once_lr_decayed(loss, lrs),
+            _above_chance(hist, loss, peak),
+            _rose_at_peak_lr(loss, lrs, peak),
+        )
+        if sign is not None
+    ]
+    if not signs:
         return None
+    epochs = [e for _, spanned, _ in signs for e in spanned]
+    suggest = next((lr for _, _, lr in signs if lr is not None), None)  # the late fall's
     if suggest is not None:
         lower = f"lower optim.lr to about {suggest:.2g}, where the loss began to fall,"
     elif peak:
@@ -184,7 +152,75 @@ def _lr_too_large(hist: _History) -> Finding | None:
     return _finding(
         "lr_too_large",
         _span(min(epochs), max(epochs)),
-        "; ".join(evidence),
+        "; ".join(evidence for evidence, _, _ in signs),
         f"{lower} or add a warm-up (schedule.warmup_epochs=1); `cnnlab lr-find` shows the range "
         "where the loss falls fastest",
     )
+
+
+def _fell_once_lr_decayed(loss: list[tuple[int, float]], lrs: dict[int, float]) -> _Sign | None:
+    """The loss stayed put for STUCK_EPOCHS or more and only fell once the schedule had taken
+    the lr well down."""
+    e0, l0 = loss[0]
+    stuck = 0
+    while stuck < len(loss) and loss[stuck][1] >= (1 - STUCK_TOL) * l0:
+        stuck += 1
+    stuck_lrs = [lrs[e] for e, _ in loss[:stuck] if e in lrs]
+    if not (STUCK_EPOCHS <= stuck < len(loss) and stuck_lrs):
+        return None
+    e_fall = loss[stuck][0]
+    e_low, low = min(loss[stuck:], key=lambda p: p[1])
+    lr_fall = lrs.get(e_fall)
+    if low > LATE_FALL * l0 or lr_fall is None or lr_fall > LR_DECAYED * max(stuck_lrs):
+        return None
+    values = [v for _, v in loss[:stuck]]
+    evidence = (
+        f"train_loss stayed at {_range(values, '.4g')} over epochs "
+        f"{_span(e0, loss[stuck - 1][0])} with lr {_range(stuck_lrs, '.2g')}, and only "
+        f"fell (to {low:.4g} by epoch {e_low}) once the schedule had taken the lr down to "
+        f"{lr_fall:.2g} (epoch {e_fall})"
+    )
+    return evidence, [e0, e_fall], lr_fall
+
+
+def _above_chance(
+    hist: _History, loss: list[tuple[int, float]], peak: float | None
+) -> _Sign | None:
+    """After the first epoch the loss stayed above that of a uniform guess."""
+    if not (hist.num_classes and hist.num_classes >= 2):
+        return None
+    chance = math.log(hist.num_classes)
+    later = [v for _, v in loss[1:]]
+    if statistics.median(later) <= ABOVE_CHANCE * chance:
+        return None
+    evidence = (
+        f"train_loss stayed at {_range(later, '.4g')} after epoch {loss[0][0]}, above "
+        f"{chance:.4g}, the loss of a uniform guess over {hist.num_classes} classes"
+        + (f", at lr up to {peak:.2g}" if peak else "")
+    )
+    return evidence, [loss[1][0], loss[-1][0]], None
+
+
+def _rose_at_peak_lr(
+    loss: list[tuple[int, float]], lrs: dict[int, float], peak: float | None
+) -> _Sign | None:
+    """In the first EARLY_EPOCHS the loss rose (short of a spike, which is instability's) at an
+    lr near its peak."""
+    if not peak:
+        return None
+    for k in range(1, min(EARLY_EPOCHS, len(loss))):
+        (e_a, a), (e_b, b) = loss[k - 1], loss[k]
+        base = statistics.median(x for _, x in loss[max(0, k - SPIKE_BASELINE) : k])
+        lr_b = lrs.get(e_b)
+        if (
+            b > EARLY_RISE * a
+            and b <= SPIKE_FACTOR * max(base, SPIKE_FLOOR)  # a spike is instability's
+            and lr_b is not None
+            and lr_b >= HIGH_LR * peak
+        ):
+            evidence = (
+                f"train_loss rose from {a:.4g} (epoch {e_a}) to {b:.4g} (epoch {e_b}) "
+                f"at lr {lr_b:.2g}, near its peak {peak:.2g}"
+            )
+            return evidence, [e_a, e_b], None
+    return None
