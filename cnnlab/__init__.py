@@ -9,17 +9,16 @@ Public API:
     load_run(path) -> Run           read a run directory back
     sweep(spec, ...) -> DataFrame   tune config keys with Optuna (a spec file, mapping or sweep
                                     directory); one row per trial
-Torch is imported only when train() is called, so config tools start instantly.
+Torch is imported only when train() is called, and pydantic only when a config is first
+used (the names are loaded on first use, PEP 562), so `cnnlab runs list` starts in ~0.2 s.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.config import Config, load_config
-from cnnlab.config.load import validate
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
-from cnnlab.track.registry import Run, load_run
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -27,7 +26,9 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
+    from cnnlab.config import Config, load_config
     from cnnlab.sweeps.spec import Spec
+    from cnnlab.track.registry import Run, load_run
     from cnnlab.training.experiment import Callback, RunResult
 
 __all__ = [
@@ -43,6 +44,18 @@ __all__ = [
     "sweep",
     "train",
 ]
+_HOMES = {
+    "Config": "cnnlab.config.schema",
+    "load_config": "cnnlab.config.load",
+    "Run": "cnnlab.track.registry",
+    "load_run": "cnnlab.track.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)
 
 
 def train(
@@ -51,6 +64,8 @@ def train(
     """Train from a Config (or a plain dict validated as one) and write the run directory.
     quiet: nothing on the terminal (a notebook, a sweep worker); log.txt is written as always.
     callbacks: cnnlab.training.experiment.Callback objects (trackers, a sweep's pruner)."""
+    from cnnlab.config.load import validate
+    from cnnlab.config.schema import Config
     from cnnlab.training.experiment import train as run_training
 
     if not isinstance(config, Config):

@@ -28,7 +28,7 @@ from cnnlab.analyze.trained import TrainedModel
 from cnnlab.atomic import atomic_path, write_text_atomic
 from cnnlab.augment.tta import build_views
 from cnnlab.config import Config
-from cnnlab.config.schema import EVAL
+from cnnlab.config.defaults import EVAL
 from cnnlab.errors import ConfigError
 from cnnlab.track.rundir import CONFUSION
 from cnnlab.training.step import logits

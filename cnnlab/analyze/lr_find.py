@@ -20,7 +20,7 @@ import torch
 
 from cnnlab.atomic import atomic_path, write_text_atomic
 from cnnlab.config import Config
-from cnnlab.config.schema import LR_FIND
+from cnnlab.config.defaults import LR_FIND
 from cnnlab.errors import ConfigError
 from cnnlab.training import experiment
 from cnnlab.training.device import kernel_mode, resolve_device, seed_everything

@@ -26,7 +26,7 @@ from cnnlab.cli.runs_commands import (
 )
 from cnnlab.cli.sweep_commands import add_parser as add_sweep_parser
 from cnnlab.cli.train_commands import cmd_lr_find, cmd_train, cmd_transfer
-from cnnlab.config.schema import DEFAULT_RUN_DIR, EVAL, LR_FIND
+from cnnlab.config.defaults import EVAL, LR_FIND, RUN_DIR
 
 
 def _config_args(
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[debug],
         description="Train, track and compare image classifiers on small datasets.",
     )
-    parser.add_argument("--version", action="version", version=f"cnnlab {_version()}")
+    parser.add_argument("--version", action=_Version, help="show cnnlab's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # in the order of `cnnlab --help`
     for add in (
@@ -256,13 +256,22 @@ def _positive(text: str) -> int:
     return value
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+class _Version(argparse.Action):
+    """--version, read from the installed package's metadata only when asked (importlib.metadata
+    is ~40 ms of every start otherwise)."""
 
-    try:
-        return version("cnnlab")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
+    def __init__(self, option_strings, dest, help=None):  # noqa: A002 (argparse's name)
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("cnnlab")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            text = "unknown"
+        print(f"cnnlab {text}")
+        parser.exit()
 
 
 def _inspect_parser(commands, debug: argparse.ArgumentParser) -> None:
@@ -326,8 +335,8 @@ def _runs_parser(commands, debug: argparse.ArgumentParser) -> None:
     root = argparse.ArgumentParser(add_help=False)
     root.add_argument(
         "--root",
-        default=DEFAULT_RUN_DIR,
-        help=f"folder of run directories (default: run.dir's default, {DEFAULT_RUN_DIR})",
+        default=RUN_DIR,
+        help=f"folder of run directories (default: run.dir's default, {RUN_DIR})",
     )
     filters = argparse.ArgumentParser(add_help=False)
     filters.add_argument(

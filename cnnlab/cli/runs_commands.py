@@ -51,7 +51,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     from cnnlab.track import runs
-    from cnnlab.track.groups import group_by_experiment
 
     if args.limit is not None and args.limit < 0:
         from cnnlab.errors import ConfigError
@@ -60,6 +59,16 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     for text in args.filter:  # a malformed filter fails before the index is built or touched
         runs.parse_filter(text)
     rows = runs.index_runs(args.root)
+    with runs.gc_paused():  # rows and cells by the ten thousand, no cycles
+        _list_rows(args, rows)
+    return 0
+
+
+def _list_rows(args: argparse.Namespace, rows: list) -> None:
+    """`runs list`'s table of the indexed runs: filtered, sorted or grouped, paged."""
+    from cnnlab.track import runs
+    from cnnlab.track.groups import group_by_experiment
+
     total = len(rows)
     rows = runs.filter_rows(rows, args.filter)
     if args.group:  # each group sorted, then the groups by their mean
@@ -73,9 +82,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     shown = items[:limit] if limit else items
     if not shown:
         why = "match the filters" if total else "yet (cnnlab train writes them)"
-        _emit(f"no runs in {args.root} {why}\n")
-        return 0
-    cells = [_list_cells(item) for item in shown]
+        return _emit(f"no runs in {args.root} {why}\n")
     count = sum(len(item) for item in shown)
     footer = f"{count} of {total} runs in {args.root}"
     if args.group:
@@ -84,31 +91,29 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
         left = len(items) - len(shown)
         footer += f"; {left} more row{'s' if left > 1 else ''} not shown (--limit 0 shows all)"
     status = len(LIST_HEADERS) - 1
+    cells = [_list_cells(item) for item in shown]
     _print_table(
         LIST_HEADERS, cells, LIST_RIGHT, lambda i, c: COLOURS.get(c) if i == status else None
     )
     _print_footer(footer)
-    return 0
 
 
 def _list_cells(runs: list) -> list[str]:
     """One row of `runs list`: a run, or a group of seeds (mean ± std, its size in the name)."""
     first = runs[0]
-    scalars, config = first.scalars, first.flat_config
-
-    def value(key: str):  # Run.get without its aliases: this runs 10,000 times a listing
-        # config keys are dotted, summary keys never: asking the other one for a key it lacks
-        # would read a killed run's whole config from the index, every listing
-        return config.get(key) if "." in key else scalars.get(key)
-
+    # Run.get without its aliases, on the two views: this runs 10,000 times a listing. Config
+    # keys are dotted, summary keys never: asking the other view for a key it lacks would read
+    # a killed run's whole config from the index, every listing.
+    scalar, config = first.scalars.get, first.flat_config.get
     epochs = _spread([r.get("epochs_run") for r in runs]) if len(runs) > 1 else None
-    epochs = epochs or _cell(value("epochs_run"))
-    if value("train.epochs") is not None:
-        epochs += f"/{value('train.epochs')}"
+    epochs = epochs or _cell(scalar("epochs_run"))
+    planned = config("train.epochs")
+    if planned is not None:
+        epochs += f"/{planned}"
     if len(runs) == 1:
         name = first.name
-        best, test = _cell(value("best_val_acc"), "{:.2%}"), _cell(value("test_acc"), "{:.2%}")
-        seconds = value("train_seconds")
+        best, test = _percent(scalar("best_val_acc")), _percent(scalar("test_acc"))
+        seconds = scalar("train_seconds")
     else:
         from cnnlab.track.groups import stats
         from cnnlab.track.runs import group_label
@@ -117,18 +122,19 @@ def _list_cells(runs: list) -> list[str]:
         best, test = (_stats(stats([r.get(k) for r in runs])) for k in ("best_val_acc", "test_acc"))
         time = stats([r.get("train_seconds") for r in runs])
         seconds = None if time is None else time.mean
+    backbone = config("model.backbone")
     return [
         name,
         first.date[:16],  # seconds add width, not information
-        _cell(value("data.name")),
-        _model_cell(value("model.name"), value("model.backbone")),
-        _cell(value("optim.name")),
-        _cell(value("optim.lr")),
+        _cell(config("data.name")),
+        _model_cell(backbone) if backbone else _cell(config("model.name")),
+        _cell(config("optim.name")),
+        _cell(config("optim.lr")),
         epochs,
         best,
         test,
         _duration(seconds),
-        _statuses(runs),
+        _statuses(runs) if len(runs) > 1 else _status(first),
     ]
 
 
@@ -147,13 +153,17 @@ def _spread(values: list) -> str:
 
 def _statuses(runs: list) -> str:
     """'completed', 'running (on gpu7)' for another host's writer, 'completed ×2, killed'."""
-    words = []
-    for run in runs:
-        status = run.status
-        writer = run.writer if status == "running" else None
-        words.append(f"{status} (on {writer.host})" if writer and not writer.here else status)
+    words = [_status(run) for run in runs]
     counts = {w: words.count(w) for w in words}
     return ", ".join(f"{w} ×{n}" if n > 1 else w for w, n in counts.items())
+
+
+def _status(run) -> str:
+    status = run.status
+    if status != "running":
+        return status
+    writer = run.writer
+    return f"{status} (on {writer.host})" if writer and not writer.here else status
 
 
 def cmd_runs_compare(args: argparse.Namespace) -> int:
@@ -178,7 +188,7 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
             elif key == "train_seconds":
                 cells.append(_duration(v))
             else:
-                cells.append(_cell(v, "{:.2%}" if key.endswith("acc") else None))
+                cells.append(_percent(v) if key.endswith("acc") else _cell(v))
         table.append([key, *cells])
     _print_table(headers, table, frozenset(), lambda i, c: "bold" if i == 0 else None)
     return 0
@@ -269,15 +279,13 @@ def _print_table(
     aligned text otherwise. `style(column, cell)` colours a cell on the terminal."""
     if not sys.stdout.isatty():
         body = [r for r in rows if r is not None]
-        widths = [max(len(c) for c in column) for column in zip(headers, *body, strict=True)]
-        lines = []
-        for row in [list(headers), *body]:
-            cells = [
-                c.rjust(w) if i in right else c.ljust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            ]
-            lines.append("  ".join(cells).rstrip())
-        return _emit("\n".join(lines) + "\n")
+        widths = [max(map(len, column)) for column in zip(headers, *body, strict=True)]
+        # one format string for every row: 10,000 rows in ~20 ms instead of ~90 (cell by cell)
+        line = "  ".join(
+            f"{{:{'>' if i in right else '<'}{w}}}" for i, w in enumerate(widths)
+        ).format
+        text = "\n".join(line(*row).rstrip() for row in [headers, *body])
+        return _emit(text + "\n")
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -312,20 +320,23 @@ def _emit(text: str) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _model_cell(name: object, backbone: object) -> str:
+def _model_cell(backbone: object) -> str:
     """A transfer run is its backbone ("from digits-cnn"), not the unused model.name."""
-    if not backbone:
-        return _cell(name)
     from cnnlab.config.names import backbone_label
 
     return f"from {backbone_label(str(backbone))}"
 
 
-def _cell(value: Any, fmt: str | None = None) -> str:
+def _percent(value: Any) -> str:
+    """0.9162 -> '91.62%'; '-' where there is none."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.2%}"
+    return _cell(value)
+
+
+def _cell(value: Any) -> str:
     if value is None:
         return "-"
-    if fmt and isinstance(value, int | float) and not isinstance(value, bool):
-        return fmt.format(value)
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from cnnlab.config.keys import nest
 from cnnlab.config.safe_yaml import MAX_BYTES, MAX_DEPTH, load_yaml, quote
 from cnnlab.config.schema import Config, valid_keys
 from cnnlab.errors import ConfigError
@@ -98,24 +99,6 @@ def _merge(base: dict, update: dict, origin: dict, source: str, prefix: str = ""
             origin[dotted] = source
 
 
-def _nest(parts: list[str], value: Any) -> dict[str, Any]:
-    for part in reversed(parts):
-        value = {part: value}
-    return value
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1} (the inverse of _nest); lists and scalars are
-    leaves, as in overrides."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def load_config(
     files: Sequence[str | Path] = (),
     overrides: Iterable[str] = (),
@@ -129,7 +112,7 @@ def load_config(
     layers += [(str(f), read_yaml_file(f)) for f in files]
     for text in overrides:
         parts, value = parse_override(text)
-        layers.append((f"override {_shown(text)}", _nest(parts, value)))
+        layers.append((f"override {_shown(text)}", nest(parts, value)))
 
     recipe = DEFAULT_RECIPE
     for _, layer in layers:

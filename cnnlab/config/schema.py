@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
 )
 
+from cnnlab.config.defaults import RUN_DIR
 from cnnlab.errors import ConfigError
 
 MAX_TEXT = 4096  # characters of any string value (PATH_MAX on Linux)
@@ -374,7 +375,7 @@ class EvalConfig(Section):
 
 
 class RunConfig(Section):
-    dir: PathText = "runs"
+    dir: PathText = RUN_DIR
     # None: "<data.name>-<model.name>"; the directory is "<stamp>-<name>", within NAME_MAX.
     name: Name | None = None
 
@@ -401,37 +402,6 @@ class Config(Section):
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-able data; loading it back gives an equal Config."""
         return self.model_dump(mode="json")
-
-
-class LrFindOptions(Section):
-    """`cnnlab lr-find`'s sweep (options of that command, not of a run's config)."""
-
-    start_lr: float = 1e-7
-    end_lr: float = 10.0
-    steps: int = 200  # optimizer steps (at least 10: fewer give no usable slope)
-
-
-class EvalOptions(Section):
-    """`cnnlab eval`'s report (options of that command, not of a run's config)."""
-
-    top_k: int = 5  # top-k accuracy besides top-1
-    worst: int = 16  # highest-loss images shown
-
-
-LR_FIND, EVAL = LrFindOptions(), EvalOptions()  # the defaults of those commands' flags
-
-
-def default(key: str) -> Any:
-    """The schema's default of a dotted key ("eval.batch_size" -> 256), for CLI flags that
-    stand for a config key, so that no default is declared twice."""
-    model: type[BaseModel] = Config
-    *sections, name = key.split(".")
-    for section in sections:
-        model = model.model_fields[section].annotation
-    return model.model_fields[name].get_default(call_default_factory=True)
-
-
-DEFAULT_RUN_DIR: str = default("run.dir")
 
 
 def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cnnlab.config.load import flatten
+from cnnlab.config.keys import flatten
 from cnnlab.report.parts import attr, clipped, esc, figure, scroll, status
 from cnnlab.track.console import summary_rows
 from cnnlab.track.curves import (

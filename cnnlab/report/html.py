@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.atomic import write_text_atomic
-from cnnlab.config.load import flatten
+from cnnlab.config.keys import flatten
 from cnnlab.config.names import run_started
 from cnnlab.errors import ConfigError
 from cnnlab.report.compare import Row, comparison, row_labels

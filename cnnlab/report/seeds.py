@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.config.load import flatten
+from cnnlab.config.keys import flatten
 from cnnlab.report.compare import RESULTS, Row
 from cnnlab.report.parts import attr, esc, figure, scroll, status
 from cnnlab.track.curves import Label, plot_groups, png_bytes

@@ -204,7 +204,7 @@ def _difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
 
 
 def _flat(config: dict[str, Any]) -> dict[str, str]:
-    from cnnlab.config.load import flatten
+    from cnnlab.config.keys import flatten
 
     return {k: json.dumps(v, sort_keys=True) for k, v in flatten(config).items()}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.atomic import atomic_path
-from cnnlab.config.load import flatten
+from cnnlab.config.keys import flatten
 from cnnlab.track.groups import stats
 from cnnlab.track.registry import Run
 

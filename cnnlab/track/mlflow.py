@@ -44,7 +44,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cnnlab.config.load import flatten
+from cnnlab.config.keys import flatten
 from cnnlab.errors import ConfigError
 from cnnlab.track.rundir import LOCK_NAME
 

@@ -24,7 +24,8 @@ from typing import Any
 
 import yaml
 
-from cnnlab.config.load import flatten
+from cnnlab.config.dumped_yaml import load_dumped
+from cnnlab.config.keys import flatten
 from cnnlab.config.names import run_started
 from cnnlab.config.safe_yaml import nested_deeper_than
 from cnnlab.errors import CnnlabError
@@ -222,6 +223,13 @@ def read_config(path: Path) -> dict[str, Any]:
     data = read_capped(path)
     if data is None:
         raise CnnlabError(f"{path.parent}: not a run directory (no config.yaml)")
+    try:  # most configs are as cnnlab wrote them: read those without PyYAML's nodes
+        config = load_dumped(data.decode())
+    except UnicodeDecodeError:
+        config = None
+    if config is not None:
+        _check_depth(config, path)
+        return config
     if b"*" in data and any(isinstance(e, yaml.AliasEvent) for e in _events(data, path)):
         raise _unreadable(path, "YAML aliases, which cnnlab never writes")
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.atomic import remove_stale_temps, write_text_atomic
-from cnnlab.config.load import flatten
+from cnnlab.config.keys import flatten
 from cnnlab.config.names import run_stamp
 from cnnlab.errors import ConfigError
 

@@ -15,6 +15,7 @@ cnnlab.track.runs filters, sorts, compares and exports the Runs.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sqlite3
@@ -22,11 +23,11 @@ import stat
 import sys
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cnnlab.config.schema import DEFAULT_RUN_DIR
+from cnnlab.config.defaults import RUN_DIR
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.track.registry import ALIASES, ROW_KEYS, UNREADABLE, Run, flat, stored_scalars
 
@@ -39,6 +40,7 @@ __all__ = [
     "TABLE_KEYS",
     "WATCHED",
     "find_run_dirs",
+    "gc_paused",
     "index_runs",
     "read_fields",
     "read_row",
@@ -163,6 +165,7 @@ def _entries(paths: list[str]) -> Iterator[tuple[str, str, str, str]]:
         yield from map(_entry, paths)
         return
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
@@ -209,8 +212,9 @@ def _from_row(path: str, name: str, row: tuple, head: Any, store: _Store | None)
     scalars, known = head.get("s"), head.get("c")
     if not (isinstance(scalars, dict) and isinstance(known, dict)):
         return None
-    if store is None:  # a row just read from the run: its JSON is at hand
-        full_scalars, full_config = json.loads(row[4]), json.loads(row[5])
+    if store is None:  # a row just read from the run: its JSON is at hand, decoded if asked
+        full_scalars = _Cached(_HEAD_KEYS, scalars, lambda: json.loads(row[4]))
+        full_config = _Cached(_TABLE_KEYS, known, lambda: json.loads(row[5]))
     else:
         full_scalars = _Cached(_HEAD_KEYS, scalars, lambda: store.full(name, 0, path))
         full_config = _Cached(_TABLE_KEYS, known, lambda: store.full(name, 1, path))
@@ -240,29 +244,45 @@ def _loads(text: Any) -> Any:
 # ---------------------------------------------------------------- the whole root
 
 
-def index_runs(root: str | Path = DEFAULT_RUN_DIR, cache: bool = True) -> list[Run]:
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a block that builds objects by the ten
+    thousand and makes no cycles (reference counting frees them all): its passes over the
+    growing heap were ~0.2 s of a 1.1 s listing of 10,000 runs (2-core EPYC)."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
+def index_runs(root: str | Path = RUN_DIR, cache: bool = True) -> list[Run]:
     """Every run under `root` (see find_run_dirs), read through <root>/.cnnlab-index.sqlite: a
     run whose files have the stamp recorded there is not read again. Runs that appeared,
     changed or vanished update the index."""
     root = Path(root)
-    found = _scan(root)
-    store = _Store(root / INDEX_NAME) if cache else None
-    old = store.load() if store else {}
-    runs: list[Run | None] = []
-    cached: list[tuple[int, str, str, tuple]] = []  # (position, name, path, row) to trust
-    stale: list[tuple[int, str, str, str]] = []  # (position, name, path, stamp) to read
-    for name, path, config in found:
-        stamp = _stamp(path, config)
-        row = old.get(name)
-        if row and row[1] == stamp:
-            cached.append((len(runs), name, path, row))
-        else:
-            stale.append((len(runs), name, path, stamp))
-        runs.append(None)
-    for (i, name, path, row), head in zip(cached, _decode([c[3][3] for c in cached]), strict=True):
-        runs[i] = _from_row(path, name, row, head, store)
-        if runs[i] is None:  # a damaged or foreign row: read the run again
-            stale.append((i, name, path, row[1]))
+    with gc_paused():  # not around reading runs below: PyYAML's loaders make cycles
+        found = _scan(root)
+        store = _Store(root / INDEX_NAME) if cache else None
+        old = store.load() if store else {}
+        runs: list[Run | None] = []
+        cached: list[tuple[int, str, str, tuple]] = []  # (position, name, path, row) to trust
+        stale: list[tuple[int, str, str, str]] = []  # (position, name, path, stamp) to read
+        for name, path, config in found:
+            stamp = _stamp(path, config)
+            row = old.get(name)
+            if row and row[1] == stamp:
+                cached.append((len(runs), name, path, row))
+            else:
+                stale.append((len(runs), name, path, stamp))
+            runs.append(None)
+        heads = _decode([c[3][3] for c in cached])
+        for (i, name, path, row), head in zip(cached, heads, strict=True):
+            runs[i] = _from_row(path, name, row, head, store)
+            if runs[i] is None:  # a damaged or foreign row: read the run again
+                stale.append((i, name, path, row[1]))
     fresh = []
     for (i, name, path, stamp), entry in zip(stale, _entries([s[2] for s in stale]), strict=True):
         row = (name, stamp, *entry)

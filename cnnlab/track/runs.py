@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
+from cnnlab.config.defaults import RUN_DIR
 from cnnlab.config.safe_yaml import load_yaml, quote
-from cnnlab.config.schema import DEFAULT_RUN_DIR
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.registry import did_you_mean
 from cnnlab.track.curves import differing_keys
@@ -33,6 +33,7 @@ from cnnlab.track.runindex import (
     ROW_KEYS,
     WATCHED,
     find_run_dirs,
+    gc_paused,
     index_runs,
     read_row,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "export_rows",
     "filter_rows",
     "find_run_dirs",
+    "gc_paused",
     "group_label",
     "index_runs",
     "known_keys",
@@ -218,7 +220,7 @@ def _order(value: Any) -> tuple[int, Any]:
 # ---------------------------------------------------------------- comparing and plotting
 
 
-def resolve_run(arg: str | Path, root: str | Path = DEFAULT_RUN_DIR) -> Path:
+def resolve_run(arg: str | Path, root: str | Path = RUN_DIR) -> Path:
     """A RUN argument: a run directory's path, or its name under `root`."""
     path = Path(arg)
     if not (path / "config.yaml").is_file() and (Path(root) / path / "config.yaml").is_file():

@@ -20,9 +20,7 @@ def test_val_split_accepts_fraction_or_count():
     assert validate({"data": {"val_split": 200}}).data.val_split == 200
 
 
-def test_default_reads_the_schema():
-    from cnnlab.config.schema import DEFAULT_RUN_DIR, Config, default
+def test_run_dir_default_is_the_commands_default():
+    from cnnlab.config.defaults import RUN_DIR
 
-    assert default("eval.batch_size") == Config().eval.batch_size
-    assert default("train.early_stopping.monitor") == "val_acc"
-    assert DEFAULT_RUN_DIR == Config().run.dir
+    assert Config().run.dir == RUN_DIR

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from cnnlab.cli import main
-from cnnlab.config.load import flatten
+from cnnlab.config.keys import flatten
 from cnnlab.config.schema import Config
 from cnnlab.errors import ConfigError
 from cnnlab.track import mlflow as tracking
