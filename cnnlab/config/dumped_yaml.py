@@ -32,7 +32,7 @@ _INDICATORS = frozenset("?:,[]{}#&*!|>'\"%@`")
 # Plain scalars already resolved, text -> value (immutable: str, int, float, bool, None): the
 # same keys and most of the same values recur in every run's config.
 _KNOWN: dict[str, Any] = {}
-KNOWN_MAX = 20_000
+KNOWN_MAX, KNOWN_CHARS = 20_000, 100  # entries, characters of one: at most ~4 MB
 
 
 class _Unsupported(Exception):
@@ -51,7 +51,7 @@ def load_dumped(text: str) -> dict[str, Any] | None:
         return None
     try:
         value, end = _mapping(lines, 0, 0)
-    except _Unsupported:
+    except (_Unsupported, RecursionError):  # nested deeper than Python recurses: PyYAML says so
         return None
     return value if end == len(lines) and value else None
 
@@ -141,7 +141,7 @@ def _plain(text: str) -> Any:
     except KeyError:
         pass
     value = _resolve(text)
-    if len(_KNOWN) < KNOWN_MAX:
+    if len(_KNOWN) < KNOWN_MAX and len(text) <= KNOWN_CHARS:
         _KNOWN[text] = value
     return value
 

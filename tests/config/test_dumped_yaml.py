@@ -98,7 +98,9 @@ def test_what_it_reads(text, expected):
         "- 1\n- 2\n",  # not a mapping
         "",
         "a: 'x\n",
+        "".join(" " * i + "a:\n" for i in range(3000)),  # deeper than Python recurses
     ],
+    ids=lambda text: repr(text[:20]),
 )
 def test_what_it_leaves_to_pyyaml(text):
     assert load_dumped(text) is None

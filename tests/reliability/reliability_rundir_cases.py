@@ -254,6 +254,7 @@ def run_files(rng: Random) -> Iterator[Case]:
         "not UTF-8": b"\xff\xfe\x00bad",
         "deep JSON": b"[" * 5000 + b"]" * 5000,
         "deep YAML": b"a: " + b"[" * 5000 + b"]" * 5000,
+        "deep block YAML": b"".join(b" " * i + b"a:\n" for i in range(3000)),
         "a JSON list": b"[1, 2, 3]",
         "a number": b"3",
         "alias bomb": b"a: &a [x, x]\nb: &b [*a, *a, *a, *a]\nc: &c [*b, *b, *b, *b]\n"
