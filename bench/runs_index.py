@@ -161,7 +161,7 @@ def main() -> None:
         floor = {}
         for name, package_root in impls.items():
             starts = [
-                timed(package_root, ["runs", "list", "--root", str(empty)], tmp) for _ in "123"
+                timed(package_root, ["runs", "list", "--root", str(empty)], tmp) for _ in range(3)
             ]
             floor[name] = tuple(statistics.median(s[i] for s in starts) for i in range(2))
         print(

@@ -134,7 +134,7 @@ def _list_cells(runs: list) -> list[str]:
         best,
         test,
         _duration(seconds),
-        _statuses(runs) if len(runs) > 1 else _status(first),
+        _statuses(runs),
     ]
 
 

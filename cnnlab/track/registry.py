@@ -227,9 +227,14 @@ def read_config(path: Path) -> dict[str, Any]:
         config = load_dumped(data.decode())
     except UnicodeDecodeError:
         config = None
-    if config is not None:
-        _check_depth(config, path)
-        return config
+    if config is None:
+        config = _read_yaml(data, path)
+    _check_depth(config, path)
+    return config
+
+
+def _read_yaml(data: bytes, path: Path) -> dict[str, Any]:
+    """Any other config.yaml, through libyaml: no aliases, a non-empty mapping."""
     if b"*" in data and any(isinstance(e, yaml.AliasEvent) for e in _events(data, path)):
         raise _unreadable(path, "YAML aliases, which cnnlab never writes")
     try:
@@ -241,7 +246,6 @@ def read_config(path: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or not config:
         what = "empty" if config is None else f"a {type(config).__name__}"
         raise _unreadable(path, f"{what}, not a mapping of config sections")
-    _check_depth(config, path)
     return config
 
 

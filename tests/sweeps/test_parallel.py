@@ -107,26 +107,35 @@ def check_outputs(sweep_dir: Path, study: optuna.Study, killed: dict[int, int]) 
             assert run.summary["status"] == "completed"
 
 
+def sweep_killing_workers(
+    path: Path, tmp_path: Path, storage: str, workers: int, kills: int, points: int
+) -> tuple[optuna.Study, dict[int, int], str]:
+    """Run the sweep in `path` with `workers` workers, SIGKILL `kills` of them mid-trial, and
+    check it still ends well: exit 0, every grid point accounted for, every run's outputs.
+    (the study, the killed trials, the sweep's output)."""
+    proc = launch(path, tmp_path / "sweep.out", "--workers", str(workers))
+
+    def load() -> optuna.Study:
+        return optuna.load_study(study_name="sweep", storage=studies.open_storage(storage))
+
+    killed = kill_workers(proc, load, kills=kills)
+    out = (tmp_path / "sweep.out").read_text()
+    assert proc.returncode == 0, out
+    assert killed, "no worker was running a trial to kill"
+    study = load()
+    check_accounted(study, killed, points=points)
+    check_outputs(tmp_path / "runs" / "sweep", study, killed)
+    return study, killed, out
+
+
 def test_8_workers_20_trials_on_the_journal_with_workers_killed(spec_file, tmp_path):
     lrs = [round(0.002 * (i + 1), 4) for i in range(10)]
     path = spec_file(
         base={"overrides": {"train.epochs": 2}},
         space={"optim.lr": lrs, "model.width": [4, 6]},
     )
-    proc = launch(path, tmp_path / "sweep.out", "--workers", "8")
-    sweep_dir = tmp_path / "runs" / "sweep"
-    journal = sweep_dir / "study.journal"
-
-    def load() -> optuna.Study:
-        return optuna.load_study(study_name="sweep", storage=studies.open_storage(str(journal)))
-
-    killed = kill_workers(proc, load, kills=4)
-    out = (tmp_path / "sweep.out").read_text()
-    assert proc.returncode == 0, out
-    assert killed, "no worker was running a trial to kill"
-    study = load()
-    check_accounted(study, killed, points=20)
-    check_outputs(sweep_dir, study, killed)
+    journal = tmp_path / "runs" / "sweep" / "study.journal"
+    _, killed, out = sweep_killing_workers(path, tmp_path, str(journal), 8, kills=4, points=20)
     for number in killed:
         assert f"trial {number} re-queued" in out
 
@@ -140,18 +149,9 @@ def test_workers_on_postgresql_a_killed_ones_trial_is_requeued_by_the_heartbeat(
         storage=postgres_server,
         heartbeat=1,
     )
-    proc = launch(path, tmp_path / "sweep.out", "--workers", "2")
-
-    def load() -> optuna.Study:
-        return optuna.load_study(study_name="sweep", storage=studies.open_storage(postgres_server))
-
-    killed = kill_workers(proc, load, kills=1)
-    out = (tmp_path / "sweep.out").read_text()
-    assert proc.returncode == 0, out
-    assert killed, "no worker was running a trial to kill"
-    study = load()
-    check_accounted(study, killed, points=6)
-    check_outputs(tmp_path / "runs" / "sweep", study, killed)
+    study, killed, out = sweep_killing_workers(
+        path, tmp_path, postgres_server, 2, kills=1, points=6
+    )
     (number,) = killed
     (retry,) = [t for t in study.get_trials() if studies.retry_of(t) == number]
     # Optuna's RetryHeartbeatStaleTrialCallback wrote this retry: the heartbeat found it.

@@ -11,7 +11,6 @@ import gzip
 import io
 import pickle
 import struct
-import sys
 import tarfile
 import types
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from cnnlab.data.sources import idx
 from cnnlab.errors import DataError
 
 CIFAR10_NAMES = (
@@ -38,28 +36,10 @@ CIFAR10_NAMES = (
 )
 
 
-class OfflineDataset:
-    """torchvision.datasets.MNIST / FashionMNIST as they fail with no network."""
-
-    def __init__(self, root, train=True, download=False, **kwargs):
-        # torchvision's own message: several lines, the URLError of the last mirror at the end.
-        raise RuntimeError(
-            "Error downloading train-images-idx3-ubyte.gz:\n"
-            "Tried https://ossci-datasets.s3.amazonaws.com/mnist/, got:\n"
-            "<urlopen error [Errno -3] Temporary failure in name resolution>"
-        )
-
-
 @pytest.fixture(autouse=True)
-def torchvision_datasets(tmp_path, monkeypatch) -> types.ModuleType:
+def torchvision_datasets(offline_torchvision) -> types.ModuleType:
     """The fake `torchvision.datasets` the sources see; tests swap its classes to simulate."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setattr(idx, "FASHION_SYSTEM_DIR", tmp_path / "no-system-fashion-mnist")
-    fake = types.ModuleType("torchvision.datasets")
-    fake.MNIST = type("MNIST", (OfflineDataset,), {})
-    fake.FashionMNIST = type("FashionMNIST", (OfflineDataset,), {})
-    monkeypatch.setitem(sys.modules, "torchvision.datasets", fake)
-    return fake
+    return offline_torchvision
 
 
 @pytest.fixture
